@@ -1,0 +1,1 @@
+"""Reference trainer and exporter for Causal Latte byte-level language models."""

@@ -1,0 +1,155 @@
+"""Train a byte-level Causal Latte language model and export it as safetensors.
+
+    python3 -m latte_train.train --data data --out runs/latte-micro --steps 2400
+
+Prints progress (loss, validation bits/byte, tokens/s, time left), writes
+``model.safetensors`` (tensor names of ``LatteLM.state_dict()``, the configuration
+as JSON under the metadata key ``latte.config``) and ``train_log.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .model import LatteConfig, LatteLM
+from .export import save_safetensors
+
+LN2 = math.log(2.0)
+
+
+def load_bytes(path: Path) -> torch.Tensor:
+    return torch.from_numpy(np.frombuffer(path.read_bytes(), dtype=np.uint8).astype(np.int64))
+
+
+@torch.no_grad()
+def bits_per_byte(model: LatteLM, data: torch.Tensor, seq: int, batch: int,
+                  max_windows: int = 0) -> float:
+    """Mean bits/byte over non-overlapping windows of ``seq + 1`` bytes, each window
+    starting from a fresh state (its first byte is context only)."""
+    model.eval()
+    n_win = (len(data) - 1) // seq
+    if max_windows:
+        n_win = min(n_win, max_windows)
+    total, count = 0.0, 0
+    for i in range(0, n_win, batch):
+        idx = torch.arange(i, min(i + batch, n_win)) * seq
+        x = torch.stack([data[j:j + seq + 1] for j in idx.tolist()])
+        logits = model(x[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1),
+                               reduction="sum")
+        total += loss.item()
+        count += x[:, 1:].numel()
+    model.train()
+    return total / count / LN2
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path("data"), help="folder from latte_train.data")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--name", default="latte-micro")
+    ap.add_argument("--d-model", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=6)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--latents", type=int, default=64)
+    ap.add_argument("--seq", type=int, default=256)
+    ap.add_argument("--pos", choices=["sinusoidal", "vapor"], default="sinusoidal")
+    ap.add_argument("--vapor-base", type=float, default=10000.0)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=2400)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--weight-decay", type=float, default=0.01)
+    ap.add_argument("--eval-every", type=int, default=200)
+    ap.add_argument("--eval-windows", type=int, default=256, help="validation windows at each eval")
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    for split in ("train", "val"):
+        if not (args.data / f"{split}.txt").is_file():
+            raise SystemExit(f"error: {args.data}/{split}.txt is missing; run "
+                             f"`python3 -m latte_train.data --out {args.data}` first")
+    train = load_bytes(args.data / "train.txt")
+    val = load_bytes(args.data / "val.txt")
+    if len(train) <= args.seq + 1:
+        raise SystemExit("error: the training text is shorter than one sequence")
+
+    cfg = LatteConfig(d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,
+                      n_latents=args.latents, max_seq_len=args.seq, pos_encoding=args.pos,
+                      vapor_base=args.vapor_base)
+    dev = torch.device(args.device)
+    model = LatteLM(cfg).to(dev)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.99))
+
+    def lr_at(step: int) -> float:
+        if step < args.warmup:
+            return args.lr * (step + 1) / args.warmup
+        frac = (step - args.warmup) / max(1, args.steps - args.warmup)
+        return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"{args.name}: {model.num_params():,} parameters, config {cfg.to_json()}", flush=True)
+    print(f"train {len(train):,} bytes, val {len(val):,} bytes, device {dev}", flush=True)
+    log = {"args": {k: str(v) for k, v in vars(args).items()}, "config": asdict(cfg),
+           "params": model.num_params(), "evals": []}
+    t0 = time.time()
+    tokens = 0
+    for step in range(args.steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        starts = torch.randint(0, len(train) - args.seq - 1, (args.batch,), generator=gen)
+        x = torch.stack([train[s:s + args.seq + 1] for s in starts.tolist()]).to(dev)
+        logits = model(x[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, cfg.vocab_size), x[:, 1:].reshape(-1))
+        if not torch.isfinite(loss):
+            raise SystemExit(f"error: loss became {loss.item()} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        tokens += x[:, 1:].numel()
+        last = step == args.steps - 1
+        if step % 20 == 0 or last:
+            el = time.time() - t0
+            eta = el / (step + 1) * (args.steps - step - 1)
+            print(f"step {step:5d}/{args.steps}  loss {loss.item():.4f} ({loss.item() / LN2:.3f} bits/byte)"
+                  f"  lr {lr_at(step):.2e}  {tokens / el:,.0f} tok/s  elapsed {el / 60:.1f} min"
+                  f"  left {eta / 60:.1f} min", flush=True)
+        if (step + 1) % args.eval_every == 0 or last:
+            bpb = bits_per_byte(model, val.to(dev), args.seq, 64, args.eval_windows)
+            log["evals"].append({"step": step + 1, "val_bpb_subset": bpb, "tokens": tokens,
+                                 "seconds": time.time() - t0})
+            print(f"  eval step {step + 1}: validation {bpb:.4f} bits/byte "
+                  f"(first {args.eval_windows} windows)", flush=True)
+            save_safetensors(model.cpu(), args.out / "model.safetensors", name=args.name)
+            model.to(dev)
+    train_s = time.time() - t0
+    full = bits_per_byte(model, val.to(dev), args.seq, 64)
+    log.update({"train_seconds": train_s, "tokens": tokens, "val_bpb": full})
+    print(f"done in {train_s / 60:.1f} min, {tokens:,} tokens; validation {full:.4f} bits/byte "
+          f"(all {(len(val) - 1) // args.seq} windows of {args.seq})", flush=True)
+    save_safetensors(model.cpu(), args.out / "model.safetensors", name=args.name)
+    (args.out / "train_log.json").write_text(json.dumps(log, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
