@@ -6,7 +6,14 @@ import torch
 from latte_train.model import LatteConfig, LatteLM, LatteMix, LatteState, rotate_pairs
 from fixture_weights import fixture_lm, layer_inputs, load_fixture, load_latte
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def float64_default():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 
 def official_layer():
