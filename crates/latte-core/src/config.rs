@@ -1,0 +1,216 @@
+//! Model hyper-parameters and the buffer sizes they imply.
+
+use crate::error::Error;
+use crate::MAX_LAYERS;
+
+/// How token positions enter the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Position {
+    /// Additive sinusoidal encoding on the embeddings (the official v1 model).
+    Sinusoidal,
+    /// VAPOR: value pairs are rotated by relative position inside every Latte
+    /// layer (constant-state "form B"); no additive encoding.
+    Vapor,
+}
+
+/// Hyper-parameters of a Latte language model (names follow FORMAT.md).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Config {
+    /// V, `latte.vocab_size`.
+    pub vocab_size: usize,
+    /// D, `latte.embedding_length`.
+    pub d_model: usize,
+    /// N, `latte.block_count` (at most [`MAX_LAYERS`]).
+    pub n_layers: usize,
+    /// H, `latte.attention.head_count`.
+    pub n_heads: usize,
+    /// L, `latte.latent_count` (total over all heads).
+    pub n_latents: usize,
+    /// F, `latte.feed_forward_length`.
+    pub d_ff: usize,
+    /// `latte.context_length`: the training length. Informational; the
+    /// runtime accepts any position.
+    pub context_length: usize,
+    /// LayerNorm epsilon, `latte.attention.layer_norm_epsilon`.
+    pub ln_eps: f32,
+    /// `latte.position_encoding`.
+    pub position: Position,
+}
+
+impl Config {
+    /// Checks the structural constraints: every size non-zero (except
+    /// `context_length`), `D % H == 0`, `L % H == 0`, `n_layers <=
+    /// MAX_LAYERS`, epsilon finite and `>= 0`, VAPOR only with an even `Dh`,
+    /// and all derived buffer sizes representable.
+    pub fn validate(&self) -> Result<(), Error> {
+        for (v, key) in [
+            (self.vocab_size, "latte.vocab_size"),
+            (self.d_model, "latte.embedding_length"),
+            (self.n_layers, "latte.block_count"),
+            (self.n_heads, "latte.attention.head_count"),
+            (self.n_latents, "latte.latent_count"),
+            (self.d_ff, "latte.feed_forward_length"),
+        ] {
+            if v == 0 {
+                return Err(Error::ZeroSize { key });
+            }
+        }
+        if !self.d_model.is_multiple_of(self.n_heads) {
+            return Err(Error::HeadsDoNotDivideWidth {
+                d_model: self.d_model,
+                n_heads: self.n_heads,
+            });
+        }
+        if !self.n_latents.is_multiple_of(self.n_heads) {
+            return Err(Error::HeadsDoNotDivideLatents {
+                n_latents: self.n_latents,
+                n_heads: self.n_heads,
+            });
+        }
+        if self.n_layers > MAX_LAYERS {
+            return Err(Error::TooManyLayers {
+                n_layers: self.n_layers,
+                max: MAX_LAYERS,
+            });
+        }
+        if !(self.ln_eps >= 0.0 && self.ln_eps.is_finite()) {
+            return Err(Error::InvalidLayerNormEpsilon);
+        }
+        if self.position == Position::Vapor && !self.d_head().is_multiple_of(2) {
+            return Err(Error::VaporOddHeadWidth {
+                d_head: self.d_head(),
+            });
+        }
+        self.try_state_len().ok_or(Error::SizeOverflow)?;
+        self.try_scratch_len().ok_or(Error::SizeOverflow)?;
+        // Every weight matrix must also be addressable.
+        for (a, b) in [
+            (self.vocab_size, self.d_model),
+            (self.n_latents, self.d_model),
+            (self.d_model, self.d_model),
+            (self.d_ff, self.d_model),
+        ] {
+            a.checked_mul(b).ok_or(Error::SizeOverflow)?;
+        }
+        Ok(())
+    }
+
+    /// Value width per head, `Dh = D / H` (0 if `H == 0`).
+    pub fn d_head(&self) -> usize {
+        self.d_model.checked_div(self.n_heads).unwrap_or(0)
+    }
+
+    /// Latents per head, `Lh = L / H` (0 if `H == 0`).
+    pub fn latents_per_head(&self) -> usize {
+        self.n_latents.checked_div(self.n_heads).unwrap_or(0)
+    }
+
+    /// `f32` elements of one layer's state: `S` (`L * Dh`), then `n` (`L`),
+    /// then `m` (`L`).
+    pub fn layer_state_len(&self) -> usize {
+        self.try_layer_state_len().unwrap_or(usize::MAX)
+    }
+
+    /// `f32` elements of the whole recurrent state: `n_layers` layer states
+    /// back to back. Independent of the position.
+    pub fn state_len(&self) -> usize {
+        self.try_state_len().unwrap_or(usize::MAX)
+    }
+
+    /// `f32` elements of scratch a [`crate::Session`] needs; see
+    /// [`crate::Session`] for the layout.
+    pub fn scratch_len(&self) -> usize {
+        self.try_scratch_len().unwrap_or(usize::MAX)
+    }
+
+    /// Elements of the VAPOR cos/sin table (`Dh`), 0 for sinusoidal models.
+    pub fn rotation_len(&self) -> usize {
+        match self.position {
+            Position::Vapor => self.d_head(),
+            Position::Sinusoidal => 0,
+        }
+    }
+
+    fn try_layer_state_len(&self) -> Option<usize> {
+        self.n_latents
+            .checked_mul(self.d_head())?
+            .checked_add(self.n_latents.checked_mul(2)?)
+    }
+
+    fn try_state_len(&self) -> Option<usize> {
+        self.try_layer_state_len()?.checked_mul(self.n_layers)
+    }
+
+    /// Scratch areas, in order: `h` (D), `a` (D), `o` (D), `logits` (V),
+    /// rotation table ([`Config::rotation_len`]), then one shared temporary
+    /// area of `max(2L + 2D, F, 2V)` used in turn by the Latte layer
+    /// (`q, k, v, y`), the MLP hidden vector and the sampler (`probs, work`).
+    pub(crate) fn try_scratch_len(&self) -> Option<usize> {
+        let d = self.d_model;
+        let latte = self
+            .n_latents
+            .checked_mul(2)?
+            .checked_add(d.checked_mul(2)?)?;
+        let tmp = latte.max(self.d_ff).max(self.vocab_size.checked_mul(2)?);
+        d.checked_mul(3)?
+            .checked_add(self.vocab_size)?
+            .checked_add(self.rotation_len())?
+            .checked_add(tmp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Config {
+        Config {
+            vocab_size: 11,
+            d_model: 8,
+            n_layers: 2,
+            n_heads: 2,
+            n_latents: 6,
+            d_ff: 32,
+            context_length: 0,
+            ln_eps: 1e-6,
+            position: Position::Sinusoidal,
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        let c = base();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.layer_state_len(), 6 * 4 + 12);
+        assert_eq!(c.state_len(), 2 * 36);
+        assert_eq!(c.scratch_len(), 24 + 11 + 32);
+        let v = Config {
+            position: Position::Vapor,
+            ..c
+        };
+        assert_eq!(v.scratch_len(), 24 + 11 + 4 + 32);
+    }
+
+    #[test]
+    fn overflow_is_an_error() {
+        let c = Config {
+            n_latents: usize::MAX - 1,
+            d_model: usize::MAX - 1,
+            ..base()
+        };
+        assert_eq!(c.validate(), Err(Error::SizeOverflow));
+        let c = Config {
+            vocab_size: usize::MAX,
+            ..base()
+        };
+        assert_eq!(c.validate(), Err(Error::SizeOverflow));
+        assert_eq!(
+            Config {
+                ln_eps: f32::NAN,
+                ..base()
+            }
+            .validate(),
+            Err(Error::InvalidLayerNormEpsilon)
+        );
+    }
+}

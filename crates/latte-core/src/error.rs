@@ -1,0 +1,322 @@
+//! The crate's error type: one flat, `Copy` enum.
+
+use core::fmt;
+
+/// Names a model tensor without allocating: `blk.{layer}.{suffix}` for
+/// per-layer tensors, `{suffix}` for the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TensorName {
+    /// Layer index for per-layer tensors.
+    pub layer: Option<u32>,
+    /// The name (after `blk.N.` for per-layer tensors), e.g. `attn_q.weight`.
+    pub suffix: &'static str,
+}
+
+impl TensorName {
+    /// A tensor outside the blocks, e.g. `output.weight`.
+    pub const fn global(suffix: &'static str) -> Self {
+        TensorName {
+            layer: None,
+            suffix,
+        }
+    }
+
+    /// Tensor `blk.{layer}.{suffix}`.
+    pub const fn block(layer: u32, suffix: &'static str) -> Self {
+        TensorName {
+            layer: Some(layer),
+            suffix,
+        }
+    }
+}
+
+impl fmt::Display for TensorName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.layer {
+            Some(l) => write!(f, "blk.{}.{}", l, self.suffix),
+            None => f.write_str(self.suffix),
+        }
+    }
+}
+
+/// Everything that can go wrong in this crate. Each variant is one failure;
+/// its `Display` text says what was wrong and what to do about it.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Error {
+    /// The GGUF container itself could not be read.
+    Gguf(latte_gguf::Error),
+    /// `general.architecture` is missing or is not `latte`.
+    WrongArchitecture,
+    /// A required metadata key is absent.
+    MissingMetadata {
+        /// The key.
+        key: &'static str,
+    },
+    /// A metadata key holds a value of the wrong type.
+    MetadataType {
+        /// The key.
+        key: &'static str,
+    },
+    /// A size hyper-parameter is zero.
+    ZeroSize {
+        /// The metadata key (or config field) that is zero.
+        key: &'static str,
+    },
+    /// `d_model` is not a multiple of `n_heads`.
+    HeadsDoNotDivideWidth {
+        /// D.
+        d_model: usize,
+        /// H.
+        n_heads: usize,
+    },
+    /// `n_latents` is not a multiple of `n_heads`.
+    HeadsDoNotDivideLatents {
+        /// L.
+        n_latents: usize,
+        /// H.
+        n_heads: usize,
+    },
+    /// More layers than [`crate::MAX_LAYERS`].
+    TooManyLayers {
+        /// Layers in the model.
+        n_layers: usize,
+        /// The supported maximum.
+        max: usize,
+    },
+    /// The LayerNorm epsilon is negative, NaN or infinite.
+    InvalidLayerNormEpsilon,
+    /// `latte.position_encoding` is neither `sinusoidal` nor `vapor`.
+    UnknownPositionEncoding,
+    /// VAPOR needs an even head width `Dh = D / H`.
+    VaporOddHeadWidth {
+        /// Dh.
+        d_head: usize,
+    },
+    /// `latte.vapor.frequencies` does not hold exactly `Dh / 2` values.
+    VaporFrequencyCount {
+        /// Dh / 2.
+        expected: usize,
+        /// Values found.
+        got: usize,
+    },
+    /// A VAPOR frequency is NaN or infinite.
+    VaporFrequencyNotFinite,
+    /// Buffer sizes derived from the hyper-parameters overflow `usize`.
+    SizeOverflow,
+    /// A required tensor is absent.
+    MissingTensor {
+        /// Its name.
+        tensor: TensorName,
+    },
+    /// A tensor's element type is not one the core runs (F32 or F16).
+    UnsupportedTensorType {
+        /// Its name.
+        tensor: TensorName,
+        /// The ggml type id found.
+        ggml_type: u32,
+    },
+    /// A norm weight, norm bias or bias vector is not F32.
+    NotF32 {
+        /// Its name.
+        tensor: TensorName,
+    },
+    /// A tensor's shape differs from the one the hyper-parameters imply.
+    TensorShape {
+        /// Its name.
+        tensor: TensorName,
+        /// Expected `ne` (innermost first; `[n, 1]` for vectors).
+        expected: [u64; 2],
+        /// Found `ne`, padded with 1.
+        got: [u64; 4],
+    },
+    /// A tensor's data does not start at a multiple of its element size.
+    Misaligned {
+        /// Its name.
+        tensor: TensorName,
+        /// Required alignment in bytes.
+        align: usize,
+    },
+    /// A tensor's data has a length that does not fit its shape and type.
+    TensorData {
+        /// Its name.
+        tensor: TensorName,
+        /// Byte (or element) length found.
+        len: usize,
+    },
+    /// Matrix data length is not `rows * cols`.
+    MatrixLength {
+        /// Rows requested.
+        rows: usize,
+        /// Columns requested.
+        cols: usize,
+        /// Elements supplied.
+        len: usize,
+    },
+    /// A slice passed to a layer-level function has the wrong length.
+    BufferLength {
+        /// Which buffer.
+        what: &'static str,
+        /// Required length.
+        need: usize,
+        /// Supplied length.
+        got: usize,
+    },
+    /// The caller's state buffer is shorter than [`crate::Model::state_len`].
+    StateTooSmall {
+        /// Required `f32` elements.
+        need: usize,
+        /// Supplied.
+        got: usize,
+    },
+    /// The caller's scratch buffer is shorter than [`crate::Model::scratch_len`].
+    ScratchTooSmall {
+        /// Required `f32` elements.
+        need: usize,
+        /// Supplied.
+        got: usize,
+    },
+    /// A token id is not below the vocabulary size.
+    TokenOutOfRange {
+        /// The token.
+        token: u32,
+        /// The vocabulary size.
+        vocab_size: usize,
+    },
+    /// [`crate::Session::feed`] was given no tokens.
+    EmptyPrompt,
+    /// Sampler temperature is negative, NaN or infinite.
+    InvalidTemperature,
+    /// Sampler `top_p` is outside `(0, 1]`.
+    InvalidTopP,
+    /// Sampler repetition penalty is not a positive finite number.
+    InvalidRepeatPenalty,
+    /// Sampler `repeat_last_n` exceeds [`crate::sampler::MAX_REPEAT_LAST_N`].
+    RepeatWindowTooLarge {
+        /// Requested.
+        got: usize,
+        /// Maximum.
+        max: usize,
+    },
+    /// The sampler was given no logits.
+    EmptyLogits,
+    /// The sampler's work buffer is shorter than the logits.
+    WorkTooSmall {
+        /// Required `f32` elements.
+        need: usize,
+        /// Supplied.
+        got: usize,
+    },
+}
+
+impl From<latte_gguf::Error> for Error {
+    fn from(e: latte_gguf::Error) -> Self {
+        Error::Gguf(e)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Error::Gguf(e) => write!(f, "invalid GGUF file: {e}"),
+            Error::WrongArchitecture => f.write_str(
+                "general.architecture is missing or not \"latte\"; load a Latte model file",
+            ),
+            Error::MissingMetadata { key } => {
+                write!(f, "metadata key {key} is missing; re-export the model with it")
+            }
+            Error::MetadataType { key } => {
+                write!(f, "metadata key {key} has the wrong value type; see FORMAT.md")
+            }
+            Error::ZeroSize { key } => write!(f, "{key} is zero; it must be at least 1"),
+            Error::HeadsDoNotDivideWidth { d_model, n_heads } => write!(
+                f,
+                "embedding length {d_model} is not a multiple of head count {n_heads}; fix the model hyper-parameters"
+            ),
+            Error::HeadsDoNotDivideLatents { n_latents, n_heads } => write!(
+                f,
+                "latent count {n_latents} is not a multiple of head count {n_heads}; fix the model hyper-parameters"
+            ),
+            Error::TooManyLayers { n_layers, max } => write!(
+                f,
+                "model has {n_layers} layers but this build supports at most {max}; raise MAX_LAYERS"
+            ),
+            Error::InvalidLayerNormEpsilon => f.write_str(
+                "layer_norm_epsilon is negative or not finite; the official value is 1e-6",
+            ),
+            Error::UnknownPositionEncoding => f.write_str(
+                "latte.position_encoding must be \"sinusoidal\" or \"vapor\"",
+            ),
+            Error::VaporOddHeadWidth { d_head } => write!(
+                f,
+                "VAPOR rotates value pairs but the head width {d_head} is odd; use an even D / H"
+            ),
+            Error::VaporFrequencyCount { expected, got } => write!(
+                f,
+                "latte.vapor.frequencies has {got} values but the head width needs {expected} (Dh / 2)"
+            ),
+            Error::VaporFrequencyNotFinite => {
+                f.write_str("latte.vapor.frequencies contains NaN or infinity; re-export the model")
+            }
+            Error::SizeOverflow => f.write_str(
+                "the hyper-parameters imply buffers larger than this target can address",
+            ),
+            Error::MissingTensor { tensor } => {
+                write!(f, "tensor {tensor} is missing; re-export the model")
+            }
+            Error::UnsupportedTensorType { tensor, ggml_type } => write!(
+                f,
+                "tensor {tensor} has ggml type {ggml_type}; the core runs F32 (0) and F16 (1) only, convert the model"
+            ),
+            Error::NotF32 { tensor } => {
+                write!(f, "tensor {tensor} must be F32 (norms and biases are never quantised)")
+            }
+            Error::TensorShape { tensor, expected, got } => write!(
+                f,
+                "tensor {tensor} has ne {got:?} but the hyper-parameters need {expected:?}"
+            ),
+            Error::Misaligned { tensor, align } => write!(
+                f,
+                "tensor {tensor} data is not {align}-byte aligned; load the model into an aligned buffer (mmap it, or use an aligned include/Vec<u32> wrapper)"
+            ),
+            Error::TensorData { tensor, len } => {
+                write!(f, "tensor {tensor} data length {len} does not match its shape and type")
+            }
+            Error::MatrixLength { rows, cols, len } => {
+                write!(f, "matrix {rows} x {cols} was given {len} elements")
+            }
+            Error::BufferLength { what, need, got } => {
+                write!(f, "{what} has length {got}, need {need}")
+            }
+            Error::StateTooSmall { need, got } => write!(
+                f,
+                "state buffer has {got} f32 elements, need {need} (Model::state_len)"
+            ),
+            Error::ScratchTooSmall { need, got } => write!(
+                f,
+                "scratch buffer has {got} f32 elements, need {need} (Model::scratch_len)"
+            ),
+            Error::TokenOutOfRange { token, vocab_size } => write!(
+                f,
+                "token {token} is not below the vocabulary size {vocab_size}; check the tokenizer"
+            ),
+            Error::EmptyPrompt => f.write_str("the prompt is empty; feed at least one token"),
+            Error::InvalidTemperature => {
+                f.write_str("temperature must be a finite number >= 0 (0 = greedy)")
+            }
+            Error::InvalidTopP => f.write_str("top_p must be in (0, 1] (1 = off)"),
+            Error::InvalidRepeatPenalty => {
+                f.write_str("repeat_penalty must be a finite number > 0 (1 = off)")
+            }
+            Error::RepeatWindowTooLarge { got, max } => {
+                write!(f, "repeat_last_n is {got}, at most {max} is supported")
+            }
+            Error::EmptyLogits => f.write_str("no logits to sample from"),
+            Error::WorkTooSmall { need, got } => {
+                write!(f, "sampler work buffer has {got} elements, need {need}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for Error {}

@@ -1,0 +1,324 @@
+//! One causal Latte layer (the official `StableScanLatte`), run one token at
+//! a time on a constant-size state.
+//!
+//! For each head `h` with latents `l` (`Lh` per head) and value width `Dh`:
+//!
+//! ```text
+//! q = Wq x, k = Wk x, v = Wv x            (L, L, D)
+//! p = softmax(q[h*Lh..(h+1)*Lh])          query softmax over the head's latents
+//! m' = max(m[l], k[l]); r = exp(m[l] - m'); a = exp(k[l] - m')
+//! n[l] = n[l] r + a
+//! S[l] = rot(S[l]) r + a v_h              rot = identity without VAPOR
+//! m[l] = m'
+//! y_h = sum_l (p[l] / n[l]) S[l]
+//! out = Wo [y_0 | ... | y_{H-1}]
+//! ```
+//!
+//! There is no `1/sqrt(d)` scaling. The initial state is `S = 0, n = 0,
+//! m = -inf`; `exp(-inf) = 0` makes the first token need no special case.
+
+use crate::error::Error;
+use crate::ops;
+use crate::tensor::Matrix;
+
+/// Weights and sizes of one Latte layer. Matrices are `rows = outputs`:
+/// `Wq`, `Wk` are `L x D`, `Wv`, `Wo` are `D x D`. Head `h` owns latent rows
+/// `[h*Lh, (h+1)*Lh)` of `Wq`/`Wk` and value rows `[h*Dh, (h+1)*Dh)` of `Wv`.
+#[derive(Clone, Copy, Debug)]
+pub struct LatteLayer<'a> {
+    n_heads: usize,
+    n_latents: usize,
+    d_model: usize,
+    wq: Matrix<'a>,
+    wk: Matrix<'a>,
+    wv: Matrix<'a>,
+    wo: Matrix<'a>,
+}
+
+/// One layer's state, split into its three parts (layout `[H][Lh][Dh]`,
+/// `[H][Lh]`, `[H][Lh]`).
+#[derive(Debug)]
+pub struct LayerState<'s> {
+    /// `S`, `L * Dh` values.
+    pub s: &'s [f32],
+    /// `n`, `L` values.
+    pub n: &'s [f32],
+    /// `m`, `L` values.
+    pub m: &'s [f32],
+}
+
+impl<'a> LatteLayer<'a> {
+    pub(crate) const EMPTY: LatteLayer<'static> = LatteLayer {
+        n_heads: 0,
+        n_latents: 0,
+        d_model: 0,
+        wq: Matrix::EMPTY,
+        wk: Matrix::EMPTY,
+        wv: Matrix::EMPTY,
+        wo: Matrix::EMPTY,
+    };
+
+    /// Builds a layer with `n_heads` heads, `n_latents` latents in total and
+    /// width `d_model`.
+    ///
+    /// Errors: [`Error::ZeroSize`], [`Error::HeadsDoNotDivideWidth`],
+    /// [`Error::HeadsDoNotDivideLatents`], or [`Error::BufferLength`] naming
+    /// the first matrix whose shape is wrong.
+    pub fn new(
+        n_heads: usize,
+        n_latents: usize,
+        d_model: usize,
+        wq: Matrix<'a>,
+        wk: Matrix<'a>,
+        wv: Matrix<'a>,
+        wo: Matrix<'a>,
+    ) -> Result<Self, Error> {
+        for (v, key) in [
+            (n_heads, "n_heads"),
+            (n_latents, "n_latents"),
+            (d_model, "d_model"),
+        ] {
+            if v == 0 {
+                return Err(Error::ZeroSize { key });
+            }
+        }
+        if !d_model.is_multiple_of(n_heads) {
+            return Err(Error::HeadsDoNotDivideWidth { d_model, n_heads });
+        }
+        if !n_latents.is_multiple_of(n_heads) {
+            return Err(Error::HeadsDoNotDivideLatents { n_latents, n_heads });
+        }
+        for (m, rows, what) in [
+            (&wq, n_latents, "Wq rows"),
+            (&wk, n_latents, "Wk rows"),
+            (&wv, d_model, "Wv rows"),
+            (&wo, d_model, "Wo rows"),
+        ] {
+            if m.rows() != rows {
+                return Err(Error::BufferLength {
+                    what,
+                    need: rows,
+                    got: m.rows(),
+                });
+            }
+            if m.cols() != d_model {
+                return Err(Error::BufferLength {
+                    what: "matrix cols",
+                    need: d_model,
+                    got: m.cols(),
+                });
+            }
+        }
+        // The state and scratch sizes must be representable.
+        n_latents.checked_mul(d_model).ok_or(Error::SizeOverflow)?;
+        Ok(LatteLayer {
+            n_heads,
+            n_latents,
+            d_model,
+            wq,
+            wk,
+            wv,
+            wo,
+        })
+    }
+
+    /// Heads H.
+    pub fn n_heads(&self) -> usize {
+        self.n_heads
+    }
+
+    /// Latents L (all heads).
+    pub fn n_latents(&self) -> usize {
+        self.n_latents
+    }
+
+    /// Width D.
+    pub fn d_model(&self) -> usize {
+        self.d_model
+    }
+
+    /// Value width per head `Dh = D / H`.
+    pub fn d_head(&self) -> usize {
+        self.d_model / self.n_heads.max(1)
+    }
+
+    /// Latents per head `Lh = L / H`.
+    pub fn latents_per_head(&self) -> usize {
+        self.n_latents / self.n_heads.max(1)
+    }
+
+    /// `f32` elements of this layer's state: `L * Dh + 2 L`.
+    pub fn state_len(&self) -> usize {
+        self.n_latents * self.d_head() + 2 * self.n_latents
+    }
+
+    /// `f32` elements of scratch [`LatteLayer::step`] needs: `2 L + 2 D`.
+    pub fn scratch_len(&self) -> usize {
+        2 * self.n_latents + 2 * self.d_model
+    }
+
+    /// Sets `state` (at least [`LatteLayer::state_len`] long) to the initial
+    /// state `S = 0, n = 0, m = -inf`. Extra elements are left alone.
+    pub fn reset_state(&self, state: &mut [f32]) {
+        let sl = self.n_latents * self.d_head();
+        let l = self.n_latents;
+        for (i, v) in state.iter_mut().take(self.state_len()).enumerate() {
+            *v = if i < sl + l { 0.0 } else { f32::NEG_INFINITY };
+        }
+    }
+
+    /// Splits a state buffer into `S`, `n`, `m`; `None` if it is too short.
+    pub fn split_state<'s>(&self, state: &'s [f32]) -> Option<LayerState<'s>> {
+        let sl = self.n_latents * self.d_head();
+        let (s, rest) = state.split_at_checked(sl)?;
+        let (n, rest) = rest.split_at_checked(self.n_latents)?;
+        let m = rest.get(..self.n_latents)?;
+        Some(LayerState { s, n, m })
+    }
+
+    /// Feeds one token's layer input `x` (length D, already normalised),
+    /// updates `state` and writes the layer output (after `Wo`) to `out`
+    /// (length D).
+    ///
+    /// `rotation` is the VAPOR table from [`fill_rotation_table`] (length
+    /// `Dh`: `cos θ_i, sin θ_i` for pair `i`) or `None` for plain Latte.
+    /// `state` needs [`LatteLayer::state_len`] and `scratch`
+    /// [`LatteLayer::scratch_len`] elements (longer is fine).
+    ///
+    /// Errors: [`Error::BufferLength`] if any slice is too short (or the
+    /// rotation table is not exactly `Dh` long); nothing is modified then.
+    pub fn step(
+        &self,
+        x: &[f32],
+        state: &mut [f32],
+        rotation: Option<&[f32]>,
+        scratch: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        let (d, l, dh, lh) = (
+            self.d_model,
+            self.n_latents,
+            self.d_head(),
+            self.latents_per_head(),
+        );
+        let check = |what, need: usize, got: usize| {
+            if got < need {
+                Err(Error::BufferLength { what, need, got })
+            } else {
+                Ok(())
+            }
+        };
+        check("x", d, x.len())?;
+        check("out", d, out.len())?;
+        check("state", self.state_len(), state.len())?;
+        check("scratch", self.scratch_len(), scratch.len())?;
+        if let Some(rot) = rotation {
+            if rot.len() != dh || dh % 2 != 0 {
+                return Err(Error::BufferLength {
+                    what: "rotation table",
+                    need: dh,
+                    got: rot.len(),
+                });
+            }
+        }
+        let x = &x[..d];
+        let (q, rest) = scratch.split_at_mut(l);
+        let (k, rest) = rest.split_at_mut(l);
+        let (v, rest) = rest.split_at_mut(d);
+        let y = &mut rest[..d];
+        self.wq.matvec(x, q);
+        self.wk.matvec(x, k);
+        self.wv.matvec(x, v);
+
+        let (s_all, rest) = state.split_at_mut(l * dh);
+        let (n_all, rest) = rest.split_at_mut(l);
+        let m_all = &mut rest[..l];
+
+        let heads = q
+            .chunks_exact_mut(lh)
+            .zip(k.chunks_exact(lh))
+            .zip(v.chunks_exact(dh))
+            .zip(y.chunks_exact_mut(dh))
+            .zip(s_all.chunks_exact_mut(lh * dh))
+            .zip(n_all.chunks_exact_mut(lh))
+            .zip(m_all.chunks_exact_mut(lh));
+        for ((((((p, k), v), y), s), n), m) in heads {
+            ops::softmax_in_place(p);
+            y.fill(0.0);
+            let latents = p
+                .iter()
+                .zip(k)
+                .zip(s.chunks_exact_mut(dh))
+                .zip(n.iter_mut())
+                .zip(m.iter_mut());
+            for ((((&p, &k), row), n), m) in latents {
+                let m_new = m.max(k);
+                let r = libm::expf(*m - m_new);
+                let a = libm::expf(k - m_new);
+                *n = *n * r + a;
+                *m = m_new;
+                match rotation {
+                    None => {
+                        for (s, &vv) in row.iter_mut().zip(v) {
+                            *s = *s * r + a * vv;
+                        }
+                    }
+                    Some(rot) => {
+                        let pairs = row
+                            .chunks_exact_mut(2)
+                            .zip(v.chunks_exact(2))
+                            .zip(rot.chunks_exact(2));
+                        for ((s, vv), cs) in pairs {
+                            let (c, sn) = (cs[0], cs[1]);
+                            let (x0, x1) = (s[0], s[1]);
+                            s[0] = (x0 * c - x1 * sn) * r + a * vv[0];
+                            s[1] = (x0 * sn + x1 * c) * r + a * vv[1];
+                        }
+                    }
+                }
+                let w = p / *n;
+                for (acc, &sv) in y.iter_mut().zip(row.iter()) {
+                    *acc += w * sv;
+                }
+            }
+        }
+        self.wo.matvec(y, &mut out[..d]);
+        Ok(())
+    }
+}
+
+/// Fills the VAPOR rotation table: for frequency `θ_i` (radians per step,
+/// value pair `(2i, 2i+1)` of a head), `table[2i] = cos θ_i` and
+/// `table[2i+1] = sin θ_i`, evaluated in `f64` and rounded to `f32`.
+///
+/// Errors: [`Error::BufferLength`] unless `table.len() == 2 * (number of
+/// frequencies)`; [`Error::VaporFrequencyNotFinite`] for NaN or infinity.
+pub fn fill_rotation_table(
+    frequencies: impl IntoIterator<Item = f32>,
+    table: &mut [f32],
+) -> Result<(), Error> {
+    let mut count = 0usize;
+    let mut pairs = table.chunks_exact_mut(2);
+    for theta in frequencies {
+        if !theta.is_finite() {
+            return Err(Error::VaporFrequencyNotFinite);
+        }
+        count += 1;
+        match pairs.next() {
+            Some(pair) => {
+                let t = theta as f64;
+                pair[0] = libm::cos(t) as f32;
+                pair[1] = libm::sin(t) as f32;
+            }
+            None => continue,
+        }
+    }
+    if count.checked_mul(2) != Some(table.len()) {
+        return Err(Error::BufferLength {
+            what: "rotation table",
+            need: count.saturating_mul(2),
+            got: table.len(),
+        });
+    }
+    Ok(())
+}

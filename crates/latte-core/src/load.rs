@@ -1,0 +1,236 @@
+//! Loading a model from GGUF bytes (FORMAT.md): metadata, tensor lookup,
+//! type and shape checks, in-place casts.
+
+use core::fmt::Write;
+
+use latte_gguf::{GgmlType, Gguf, TensorInfo};
+
+use crate::config::{Config, Position};
+use crate::error::{Error, TensorName};
+use crate::model::{Block, Frequencies, LayerWeights, Model};
+use crate::tensor::{cast_f16, cast_f32, Matrix, MatrixData, Norm};
+use crate::MAX_LAYERS;
+
+/// Metadata keys (FORMAT.md).
+mod key {
+    pub const ARCH: &str = "general.architecture";
+    pub const VOCAB: &str = "latte.vocab_size";
+    pub const CONTEXT: &str = "latte.context_length";
+    pub const WIDTH: &str = "latte.embedding_length";
+    pub const BLOCKS: &str = "latte.block_count";
+    pub const FF: &str = "latte.feed_forward_length";
+    pub const HEADS: &str = "latte.attention.head_count";
+    pub const LATENTS: &str = "latte.latent_count";
+    pub const EPS: &str = "latte.attention.layer_norm_epsilon";
+    pub const POSITION: &str = "latte.position_encoding";
+    pub const VAPOR_FREQ: &str = "latte.vapor.frequencies";
+}
+
+/// Maps the reader's lookup errors to this crate's metadata errors.
+fn meta(e: latte_gguf::Error) -> Error {
+    match e {
+        latte_gguf::Error::MissingKey { key } => Error::MissingMetadata { key },
+        latte_gguf::Error::WrongType { key, .. }
+        | latte_gguf::Error::WrongArrayType { key, .. } => Error::MetadataType { key },
+        other => Error::Gguf(other),
+    }
+}
+
+fn get_usize(g: &Gguf<'_>, key: &'static str) -> Result<usize, Error> {
+    let v = g.get_u32(key).map_err(meta)?;
+    usize::try_from(v).map_err(|_| Error::SizeOverflow)
+}
+
+/// Reads and validates the hyper-parameters.
+fn read_config(g: &Gguf<'_>) -> Result<Config, Error> {
+    match g.get_str(key::ARCH) {
+        Ok("latte") => {}
+        Ok(_) | Err(latte_gguf::Error::MissingKey { .. }) => return Err(Error::WrongArchitecture),
+        Err(e) => return Err(meta(e)),
+    }
+    let position = match g.get_str(key::POSITION).map_err(meta)? {
+        "sinusoidal" => Position::Sinusoidal,
+        "vapor" => Position::Vapor,
+        _ => return Err(Error::UnknownPositionEncoding),
+    };
+    let config = Config {
+        vocab_size: get_usize(g, key::VOCAB)?,
+        d_model: get_usize(g, key::WIDTH)?,
+        n_layers: get_usize(g, key::BLOCKS)?,
+        n_heads: get_usize(g, key::HEADS)?,
+        n_latents: get_usize(g, key::LATENTS)?,
+        d_ff: get_usize(g, key::FF)?,
+        context_length: get_usize(g, key::CONTEXT)?,
+        ln_eps: g.get_f32(key::EPS).map_err(meta)?,
+        position,
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+/// A tensor name formatted on the stack (`blk.N.` + suffix fits easily).
+struct NameBuf {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Write for NameBuf {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let end = self.len.checked_add(s.len()).ok_or(core::fmt::Error)?;
+        let dst = self.buf.get_mut(self.len..end).ok_or(core::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+fn find<'a>(g: &Gguf<'a>, name: TensorName) -> Result<TensorInfo<'a>, Error> {
+    let mut buf = NameBuf {
+        buf: [0; 64],
+        len: 0,
+    };
+    write!(buf, "{name}").map_err(|_| Error::MissingTensor { tensor: name })?;
+    let s = core::str::from_utf8(&buf.buf[..buf.len])
+        .map_err(|_| Error::MissingTensor { tensor: name })?;
+    g.tensor(s).ok_or(Error::MissingTensor { tensor: name })
+}
+
+fn check_shape(t: &TensorInfo<'_>, name: TensorName, expected: [u64; 2]) -> Result<(), Error> {
+    if t.ne == [expected[0], expected[1], 1, 1] {
+        Ok(())
+    } else {
+        Err(Error::TensorShape {
+            tensor: name,
+            expected,
+            got: t.ne,
+        })
+    }
+}
+
+/// An F32 or F16 `rows x cols` matrix (`ne = [cols, rows]`).
+fn matrix<'a>(
+    g: &Gguf<'a>,
+    name: TensorName,
+    rows: usize,
+    cols: usize,
+) -> Result<Matrix<'a>, Error> {
+    let t = find(g, name)?;
+    let data = match t.ty {
+        GgmlType::F32 => MatrixData::F32(cast_f32(t.data, name)?),
+        GgmlType::F16 => MatrixData::F16(cast_f16(t.data, name)?),
+        other => {
+            return Err(Error::UnsupportedTensorType {
+                tensor: name,
+                ggml_type: other.id(),
+            })
+        }
+    };
+    check_shape(&t, name, [cols as u64, rows as u64])?;
+    Matrix::new(rows, cols, data).map_err(|_| Error::TensorData {
+        tensor: name,
+        len: t.data.len(),
+    })
+}
+
+/// An F32 vector of `len` elements.
+fn vector<'a>(g: &Gguf<'a>, name: TensorName, len: usize) -> Result<&'a [f32], Error> {
+    let t = find(g, name)?;
+    if t.ty != GgmlType::F32 {
+        return Err(Error::NotF32 { tensor: name });
+    }
+    check_shape(&t, name, [len as u64, 1])?;
+    let v = cast_f32(t.data, name)?;
+    if v.len() != len {
+        return Err(Error::TensorData {
+            tensor: name,
+            len: t.data.len(),
+        });
+    }
+    Ok(v)
+}
+
+fn norm<'a>(
+    g: &Gguf<'a>,
+    weight: TensorName,
+    bias: TensorName,
+    d: usize,
+) -> Result<Norm<'a>, Error> {
+    Ok(Norm {
+        weight: vector(g, weight, d)?,
+        bias: vector(g, bias, d)?,
+    })
+}
+
+impl<'a> Model<'a> {
+    /// Parses and validates a Latte GGUF file (FORMAT.md) and borrows its
+    /// weights in place. Validation happens once, here; stepping never
+    /// re-checks the file.
+    ///
+    /// `bytes` must be 4-byte aligned (F32 data is read in place): load it
+    /// with `mmap`, into a `Vec<u32>`/`Vec<f32>`, or through an aligned
+    /// `include_bytes!` wrapper.
+    ///
+    /// Errors: [`Error::Gguf`] for a damaged container;
+    /// [`Error::WrongArchitecture`]; [`Error::MissingMetadata`] /
+    /// [`Error::MetadataType`] for the hyper-parameter keys;
+    /// everything [`Config::validate`] reports;
+    /// [`Error::UnknownPositionEncoding`]; [`Error::MissingTensor`],
+    /// [`Error::UnsupportedTensorType`] (weights must be F32 or F16),
+    /// [`Error::NotF32`] (norms and biases), [`Error::TensorShape`] naming
+    /// the tensor; [`Error::Misaligned`] when the buffer is not aligned;
+    /// [`Error::VaporFrequencyCount`] / [`Error::VaporFrequencyNotFinite`].
+    pub fn from_gguf(bytes: &'a [u8]) -> Result<Self, Error> {
+        let g = Gguf::parse(bytes)?;
+        let config = read_config(&g)?;
+        let (v, d, l, f) = (
+            config.vocab_size,
+            config.d_model,
+            config.n_latents,
+            config.d_ff,
+        );
+        let token_embd = matrix(&g, TensorName::global("token_embd.weight"), v, d)?;
+        let mut blocks = [Block::EMPTY; MAX_LAYERS];
+        for (i, slot) in blocks.iter_mut().take(config.n_layers).enumerate() {
+            let li = u32::try_from(i).map_err(|_| Error::SizeOverflow)?;
+            let n = |s| TensorName::block(li, s);
+            let lw = LayerWeights {
+                attn_norm: norm(&g, n("attn_norm.weight"), n("attn_norm.bias"), d)?,
+                attn_q: matrix(&g, n("attn_q.weight"), l, d)?,
+                attn_k: matrix(&g, n("attn_k.weight"), l, d)?,
+                attn_v: matrix(&g, n("attn_v.weight"), d, d)?,
+                attn_output: matrix(&g, n("attn_output.weight"), d, d)?,
+                ffn_norm: norm(&g, n("ffn_norm.weight"), n("ffn_norm.bias"), d)?,
+                ffn_up: matrix(&g, n("ffn_up.weight"), f, d)?,
+                ffn_up_bias: vector(&g, n("ffn_up.bias"), f)?,
+                ffn_down: matrix(&g, n("ffn_down.weight"), d, f)?,
+                ffn_down_bias: vector(&g, n("ffn_down.bias"), d)?,
+            };
+            *slot = Self::block_from_parts(&config, li, &lw)?;
+        }
+        let output_norm = norm(
+            &g,
+            TensorName::global("output_norm.weight"),
+            TensorName::global("output_norm.bias"),
+            d,
+        )?;
+        let output = matrix(&g, TensorName::global("output.weight"), v, d)?;
+        let output_bias = vector(&g, TensorName::global("output.bias"), v)?;
+        let frequencies = match config.position {
+            Position::Sinusoidal => Frequencies::F32(&[]),
+            Position::Vapor => {
+                // Type-checks the element type; the raw bytes are decoded on use.
+                g.get_f32_array(key::VAPOR_FREQ).map_err(meta)?;
+                Frequencies::Le(g.get_array(key::VAPOR_FREQ).map_err(meta)?.raw_bytes())
+            }
+        };
+        Self::assemble(
+            config,
+            token_embd,
+            blocks,
+            output_norm,
+            output,
+            output_bias,
+            frequencies,
+        )
+    }
+}
