@@ -206,16 +206,12 @@ impl fmt::Display for Error {
                 "GGUF version {found} is not supported, only version 3 is; \
                  re-export the model with a current GGUF writer"
             ),
-            Error::TooManyKvs { count, max } => write!(
-                f,
-                "the header declares {count} metadata entries, at most {max} are accepted \
-                 (cap, or what the file size allows); {DAMAGED}"
-            ),
-            Error::TooManyTensors { count, max } => write!(
-                f,
-                "the header declares {count} tensors, at most {max} are accepted \
-                 (cap, or what the file size allows); {DAMAGED}"
-            ),
+            Error::TooManyKvs { count, max } => {
+                too_many(f, count, max, crate::MAX_KVS as u64, "metadata entries")
+            }
+            Error::TooManyTensors { count, max } => {
+                too_many(f, count, max, crate::MAX_TENSORS as u64, "tensors")
+            }
             Error::StringTooLong { offset, len, max } => write!(
                 f,
                 "string at byte {offset} claims {len} bytes, the limit is {max}; {DAMAGED}"
@@ -309,6 +305,22 @@ impl fmt::Display for Error {
                  {expected}; convert the model again"
             ),
         }
+    }
+}
+
+fn too_many(f: &mut fmt::Formatter<'_>, count: u64, max: u64, cap: u64, what: &str) -> fmt::Result {
+    if max < cap {
+        write!(
+            f,
+            "the header declares {count} {what}, but the rest of the file has room for at \
+             most {max}: the file is truncated or damaged; copy or convert it again"
+        )
+    } else {
+        write!(
+            f,
+            "the header declares {count} {what}, more than the supported {cap}; \
+             this reader does not accept such a file"
+        )
     }
 }
 

@@ -52,6 +52,11 @@ impl<'a> Gguf<'a> {
     /// `ne[0]` a multiple of the block size, byte size without overflow,
     /// aligned offset); and that every tensor's data lies inside `bytes`
     /// without overlapping another's.
+    ///
+    /// Cost: one pass over the header plus a pass over the tensor infos per
+    /// tensor (the name and overlap checks are pairwise, hence the tensor
+    /// cap); the duplicate-key check keeps [`MAX_KVS`] string slices on the
+    /// stack (2 KiB on 32-bit targets).
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
         let mut c = Cursor::new(bytes, 0);
         let magic = c.u32()?;

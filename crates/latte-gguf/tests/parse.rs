@@ -607,3 +607,18 @@ fn mutated_files_never_panic() {
     // Flips in the data section keep the file valid; the walk above ran.
     assert!(parsed > 100, "only {parsed} mutated files parsed");
 }
+
+/// The largest accepted tensor count still parses (the name and overlap
+/// checks are quadratic in it).
+#[test]
+fn max_tensor_count_parses() {
+    let mut b = Bytes::header(MAX_TENSORS as u64, 0);
+    for i in 0..MAX_TENSORS {
+        b = b.tensor(&format!("blk.{i}.weight"), &[8], F32, 32 * i as u64);
+    }
+    let b = b.pad(32).raw(&vec![0; 32 * MAX_TENSORS]);
+    let start = std::time::Instant::now();
+    let g = parse(&b).expect("parses");
+    assert_eq!(g.tensors().count(), MAX_TENSORS);
+    eprintln!("{MAX_TENSORS} tensors parsed in {:?}", start.elapsed());
+}

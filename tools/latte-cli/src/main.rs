@@ -1,1 +1,203 @@
-fn main() {}
+//! `latte`: convert checkpoints to the Latte GGUF format, inspect model
+//! files, generate text and dump logits.
+#![deny(unsafe_code)]
+
+mod convert;
+mod inspect;
+mod mapped;
+mod run;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Causal Latte language models: convert, inspect, run.
+#[derive(Parser, Debug)]
+#[command(name = "latte", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Convert a safetensors checkpoint (reference trainer or official Flax
+    /// names, detected automatically) into a Latte GGUF model file.
+    Convert(ConvertArgs),
+    /// Print a GGUF file's header, metadata and tensors, and the memory the
+    /// model needs to run.
+    Inspect(InspectArgs),
+    /// Generate bytes from a byte-level model (token = byte), streaming them
+    /// to stdout after the echoed prompt; speed goes to stderr.
+    Run(RunArgs),
+    /// Print, as JSON, the logits after each prompt token:
+    /// {"tokens":[...],"logits":[[V floats] per position]}.
+    Logits(LogitsArgs),
+}
+
+/// Stored precision of the converted 2-D matrices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutDtype {
+    /// IEEE single precision.
+    F32,
+    /// IEEE half precision (norms and biases stay f32).
+    F16,
+}
+
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    /// Input checkpoint (.safetensors).
+    pub input: PathBuf,
+    /// Output model file (.gguf).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Model name stored as general.name (default: the checkpoint's
+    /// `latte.name` metadata, else the input file's stem).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Number of heads H (required for official Flax checkpoints, which do
+    /// not store it; must agree with latte.config for trainer checkpoints).
+    #[arg(long, value_name = "H")]
+    pub heads: Option<u32>,
+    /// Training context length (Flax default 1024; trainer: from latte.config).
+    #[arg(long, value_name = "N")]
+    pub context_length: Option<u32>,
+    /// VAPOR frequency base b, theta_i = b^(-2i/Dh) (trainer VAPOR models
+    /// only; default: latte.config's vapor_base, else 10000).
+    #[arg(long, value_name = "B", allow_negative_numbers = true)]
+    pub vapor_base: Option<f64>,
+    /// Precision of the 2-D matrices; norms and biases are always f32.
+    #[arg(long, value_enum, default_value_t = OutDtype::F32)]
+    pub dtype: OutDtype,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Model file (.gguf).
+    pub model: PathBuf,
+}
+
+/// Seed used when `--seed` is not given, so that runs are reproducible.
+pub const DEFAULT_SEED: u64 = 42;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Model file (.gguf), byte-level (vocabulary of at most 256 tokens).
+    #[arg(short, long)]
+    pub model: PathBuf,
+    /// Prompt text (UTF-8, not empty); its bytes are the prompt tokens.
+    #[arg(short, long, value_parser = clap::value_parser!(OsString))]
+    pub prompt: OsString,
+    /// Number of tokens to generate.
+    #[arg(short = 'n', long = "n-predict", value_name = "N", default_value_t = 128, value_parser = parse_count, allow_negative_numbers = true)]
+    pub n_predict: usize,
+    /// Temperature: finite, >= 0; 0 picks the most likely token.
+    #[arg(long, value_name = "T", default_value_t = 0.8, value_parser = parse_temperature, allow_negative_numbers = true)]
+    pub temp: f32,
+    /// Keep only the K most likely tokens; 0 turns it off.
+    #[arg(long, value_name = "K", default_value_t = 40, value_parser = parse_count, allow_negative_numbers = true)]
+    pub top_k: usize,
+    /// Nucleus sampling mass, in (0, 1]; 1 turns it off.
+    #[arg(long, value_name = "P", default_value_t = 0.95, value_parser = parse_top_p, allow_negative_numbers = true)]
+    pub top_p: f32,
+    /// Repetition penalty: finite, > 0; 1 turns it off.
+    #[arg(long, value_name = "R", default_value_t = 1.0, value_parser = parse_repeat_penalty, allow_negative_numbers = true)]
+    pub repeat_penalty: f32,
+    /// How many recent tokens the penalty looks at (at most 256; 0 turns it off).
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = parse_repeat_last_n, allow_negative_numbers = true)]
+    pub repeat_last_n: usize,
+    /// Sampling seed; the default makes runs reproducible.
+    #[arg(long, value_name = "S", default_value_t = DEFAULT_SEED, value_parser = parse_seed, allow_negative_numbers = true)]
+    pub seed: u64,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["prompt", "tokens"])))]
+pub struct LogitsArgs {
+    /// Model file (.gguf).
+    #[arg(short, long)]
+    pub model: PathBuf,
+    /// Prompt text (UTF-8, not empty); its bytes are the tokens.
+    #[arg(short, long, value_parser = clap::value_parser!(OsString))]
+    pub prompt: Option<OsString>,
+    /// Token ids instead of a prompt, comma-separated (e.g. 3,1,4,1,5).
+    #[arg(long, value_name = "IDS")]
+    pub tokens: Option<String>,
+}
+
+fn parse_count(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse::<usize>()
+        .map_err(|_| format!("`{s}` is not a whole number >= 0"))
+}
+
+fn parse_seed(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("`{s}` is not a seed (a whole number from 0 to 2^64-1)"))
+}
+
+fn parse_f32(s: &str) -> Result<f32, String> {
+    s.trim()
+        .parse::<f32>()
+        .map_err(|_| format!("`{s}` is not a number"))
+}
+
+fn parse_temperature(s: &str) -> Result<f32, String> {
+    let v = parse_f32(s)?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(
+            "the temperature must be a finite number >= 0 (0 = always the most likely token)"
+                .into(),
+        )
+    }
+}
+
+fn parse_top_p(s: &str) -> Result<f32, String> {
+    let v = parse_f32(s)?;
+    if v > 0.0 && v <= 1.0 {
+        Ok(v)
+    } else {
+        Err("top-p must be in (0, 1] (1 = off)".into())
+    }
+}
+
+fn parse_repeat_penalty(s: &str) -> Result<f32, String> {
+    let v = parse_f32(s)?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err("the repeat penalty must be a finite number > 0 (1 = off)".into())
+    }
+}
+
+fn parse_repeat_last_n(s: &str) -> Result<usize, String> {
+    let max = latte_core::sampler::MAX_REPEAT_LAST_N;
+    match s.trim().parse::<usize>() {
+        Ok(v) if v <= max => Ok(v),
+        _ => Err(format!(
+            "repeat-last-n must be a whole number from 0 to {max}"
+        )),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Convert(a) => convert::convert(&a),
+        Command::Inspect(a) => inspect::inspect(&a),
+        Command::Run(a) => run::run(&a),
+        Command::Logits(a) => run::logits(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! `latte inspect`: what a GGUF file holds and what the model needs to run.
+
+use std::fmt::Write as _;
+
+use anyhow::{Context, Result};
+use latte_gguf::{Gguf, Value};
+
+use crate::mapped::Mapped;
+use crate::run::write_stdout;
+use crate::InspectArgs;
+
+/// Array elements shown before the rest is summarised.
+const ARRAY_PREVIEW: usize = 8;
+/// Longest string value shown in full (in characters).
+const STRING_PREVIEW: usize = 96;
+
+pub fn inspect(args: &InspectArgs) -> Result<()> {
+    let shown = args.model.display().to_string();
+    let bytes = Mapped::open(&args.model)?;
+    let g = Gguf::parse(&bytes).with_context(|| shown.clone())?;
+    let mut out = String::new();
+    let file_len = bytes.len() as u64;
+    let _ = writeln!(out, "file      {shown} ({file_len} bytes)");
+    let _ = writeln!(
+        out,
+        "gguf      version {}, alignment {}, data section at byte {}",
+        g.version(),
+        g.alignment(),
+        g.data_offset()
+    );
+
+    let _ = writeln!(out, "\nmetadata  {} entries", g.kv_count());
+    let width = g.metadata().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (key, value) in g.metadata() {
+        let _ = writeln!(out, "  {key:<width$}  {}", show_value(&value));
+    }
+
+    let _ = writeln!(out, "\ntensors   {}", g.tensor_count());
+    let rows: Vec<[String; 5]> = g
+        .tensors()
+        .map(|t| {
+            [
+                t.name.to_string(),
+                t.ty.name().to_string(),
+                format!("{:?}", t.shape()),
+                t.data.len().to_string(),
+                t.offset.to_string(),
+            ]
+        })
+        .collect();
+    let header = ["name", "type", "ne (innermost first)", "bytes", "offset"].map(String::from);
+    let mut widths = [0usize; 5];
+    for r in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    for r in std::iter::once(&header).chain(&rows) {
+        let _ = writeln!(
+            out,
+            "  {:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:>w4$}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3],
+            w4 = widths[4]
+        );
+    }
+
+    let data: u64 = g.tensors().map(|t| t.data.len() as u64).sum();
+    let elements: u64 = g.tensors().map(|t| t.n_elements()).sum();
+    let _ = writeln!(
+        out,
+        "\nsizes     {elements} parameters, tensor data {}, header {} bytes, file {file_len} bytes",
+        bytes_text(data),
+        g.data_offset().min(file_len)
+    );
+
+    match latte_core::Model::from_gguf(&bytes) {
+        Ok(m) => {
+            let _ = writeln!(
+                out,
+                "runtime   state {} f32 = {} per session, scratch {} f32 = {}",
+                m.state_len(),
+                bytes_text(m.state_bytes() as u64),
+                m.scratch_len(),
+                bytes_text(m.scratch_bytes() as u64)
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(out, "runtime   not runnable: {e}");
+        }
+    }
+    write_stdout(out.as_bytes())
+}
+
+/// `288 bytes`, `7276 bytes (7.1 KiB)`.
+fn bytes_text(bytes: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let b = bytes as f64;
+    if b < KIB {
+        format!("{bytes} bytes")
+    } else if b < KIB * KIB {
+        format!("{bytes} bytes ({:.1} KiB)", b / KIB)
+    } else if b < KIB * KIB * KIB {
+        format!("{bytes} bytes ({:.1} MiB)", b / (KIB * KIB))
+    } else {
+        format!("{bytes} bytes ({:.2} GiB)", b / (KIB * KIB * KIB))
+    }
+}
+
+fn show_string(s: &str) -> String {
+    if s.chars().count() <= STRING_PREVIEW {
+        format!("{s:?}")
+    } else {
+        let head: String = s.chars().take(STRING_PREVIEW).collect();
+        format!("{head:?}... ({} bytes)", s.len())
+    }
+}
+
+fn scalar(v: &Value<'_>) -> String {
+    match v {
+        Value::U8(x) => x.to_string(),
+        Value::I8(x) => x.to_string(),
+        Value::U16(x) => x.to_string(),
+        Value::I16(x) => x.to_string(),
+        Value::U32(x) => x.to_string(),
+        Value::I32(x) => x.to_string(),
+        Value::F32(x) => x.to_string(),
+        Value::Bool(x) => x.to_string(),
+        Value::String(s) => show_string(s),
+        Value::U64(x) => x.to_string(),
+        Value::I64(x) => x.to_string(),
+        Value::F64(x) => x.to_string(),
+        Value::Array(a) => format!("[{}; {}]", a.elem_type(), a.len()),
+    }
+}
+
+fn show_value(v: &Value<'_>) -> String {
+    match v {
+        Value::Array(a) => {
+            let items: Vec<String> = a.iter().take(ARRAY_PREVIEW).map(|e| scalar(&e)).collect();
+            let more = if a.len() > ARRAY_PREVIEW { ", ..." } else { "" };
+            format!(
+                "[{}; {}]  [{}{more}]",
+                a.elem_type(),
+                a.len(),
+                items.join(", ")
+            )
+        }
+        other => format!("{:<7} {}", other.value_type().name(), scalar(other)),
+    }
+}

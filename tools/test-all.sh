@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Sets up what the checks need on a fresh machine, then runs every test:
+# the Rust workspace, the no_std builds for a Cortex-M target, and the reference
+# trainer's tests. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "setup: Rust target for the no_std build, Python packages for the trainer"
+rustup target add thumbv7em-none-eabihf >/dev/null
+if ! python3 -c "import torch, numpy, safetensors, pytest, gguf" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check -r tools/train/requirements.txt
+fi
+
+step "rust: workspace tests"
+cargo test --workspace --locked
+
+step "rust: no_std builds for thumbv7em-none-eabihf (core alone, no std feature)"
+cargo build --locked --release -p latte-gguf --target thumbv7em-none-eabihf
+cargo build --locked --release -p latte-core --target thumbv7em-none-eabihf
+
+step "python: reference trainer tests"
+(cd tools/train && python3 -m pytest -q tests)
+
+step "all checks passed"
