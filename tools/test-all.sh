@@ -16,6 +16,10 @@ fi
 step "rust: workspace tests"
 cargo test --workspace --locked
 
+step "python: the gguf package reads what latte writes, and latte reads what it writes"
+cargo build --locked -p latte-cli
+python3 tools/latte-cli/tests/gguf_compat.py target/debug/latte
+
 step "rust: no_std builds for thumbv7em-none-eabihf (core alone, no std feature)"
 cargo build --locked --release -p latte-gguf --target thumbv7em-none-eabihf
 cargo build --locked --release -p latte-core --target thumbv7em-none-eabihf

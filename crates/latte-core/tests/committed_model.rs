@@ -1,0 +1,109 @@
+//! The committed `models/latte-micro` against golden outputs of the PyTorch
+//! reference (its recurrent form in float64, `tools/train/latte_train/golden.py`):
+//! logits after every prompt byte within 1e-4, and the same greedy continuation.
+
+use latte_core::{Model, Sampler, SamplerConfig, Session};
+use serde_json::Value;
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/latte-micro");
+
+/// The file's bytes in a 4-byte-aligned buffer, as mmap or an aligned include gives.
+fn aligned(path: &str) -> Vec<u32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    let mut words = vec![0u32; bytes.len().div_ceil(4)];
+    bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
+    words
+}
+
+fn golden() -> Value {
+    let path = format!("{DIR}/golden.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    serde_json::from_str(&text).expect("golden JSON")
+}
+
+fn tokens(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|t| t.as_u64().expect("token") as u32)
+        .collect()
+}
+
+/// Checks one model file against the golden logits; returns the worst error.
+fn check_file(file: &str, tol: f64, check_greedy: bool) -> f64 {
+    let words = aligned(&format!("{DIR}/{file}"));
+    let bytes = &bytemuck::cast_slice::<u32, u8>(&words);
+    let model = Model::from_gguf(bytes).expect("committed model loads");
+    let mut state = vec![0f32; model.state_len()];
+    let mut scratch = vec![0f32; model.scratch_len()];
+    let mut session = Session::new(&model, &mut state, &mut scratch).expect("session");
+    let gold = golden();
+    let prompts = gold["prompts"].as_array().expect("prompts");
+    assert!(prompts.len() >= 3, "golden file has too few prompts");
+    let mut worst = 0f64;
+    for p in prompts {
+        session.reset();
+        let toks = tokens(&p["tokens"]);
+        let rows = p["logits"].as_array().expect("logits");
+        assert_eq!(rows.len(), toks.len());
+        for (&t, row) in toks.iter().zip(rows) {
+            let got = session.step(t).expect("step");
+            let want = row.as_array().expect("row");
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(want) {
+                let err = (*g as f64 - w.as_f64().expect("number")).abs();
+                worst = worst.max(err);
+            }
+        }
+        assert!(
+            worst <= tol,
+            "{file}: logits differ from the reference by {worst} (> {tol}) on prompt {:?}",
+            p["text"]
+        );
+        if check_greedy {
+            let want = tokens(&p["greedy"]);
+            let mut sampler = Sampler::new(SamplerConfig {
+                temperature: 0.0,
+                repeat_penalty: 1.0,
+                ..Default::default()
+            })
+            .expect("greedy sampler");
+            let mut got = Vec::with_capacity(want.len());
+            for _ in 0..want.len() {
+                let t = session.sample(&mut sampler);
+                got.push(t);
+                session.step(t).expect("step");
+            }
+            assert_eq!(got, want, "{file}: greedy continuation of {:?}", p["text"]);
+        }
+    }
+    worst
+}
+
+#[test]
+fn f32_model_matches_reference_logits_and_greedy_text() {
+    let worst = check_file("latte-micro-f32.gguf", 1e-4, true);
+    eprintln!("latte-micro-f32.gguf: max |logit error| = {worst:e}");
+}
+
+#[test]
+fn f16_model_stays_close_to_reference() {
+    // f16 weights round each weight to 11 significant bits.
+    let worst = check_file("latte-micro-f16.gguf", 5e-2, false);
+    eprintln!("latte-micro-f16.gguf: max |logit error| = {worst:e}");
+}
+
+#[test]
+fn golden_file_is_nontrivial() {
+    // Guards the test above against an empty or degenerate golden file.
+    let gold = golden();
+    let p = &gold["prompts"][0];
+    let rows = p["logits"].as_array().expect("logits");
+    let first = rows[0].as_array().expect("row");
+    assert_eq!(first.len(), 256);
+    let spread = first
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    assert!(spread.1 - spread.0 > 1.0, "logits are flat: {spread:?}");
+}
