@@ -1,0 +1,153 @@
+//! Kernel throughput per path at cache-resident sizes.
+//!
+//!     cargo bench -p latte-kernels --bench dot -- --warm-up-time 1 --measurement-time 2
+//!
+//! Throughput is in elements: values of the dot product, or `rows * cols`
+//! weights of a matrix-vector product.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use latte_kernels::{
+    f16, quantize_row_q4_0, quantize_row_q8_0, BlockQ4_0, BlockQ8_0, KernelPath, Kernels,
+};
+
+const DOT_N: usize = 4096;
+const ROWS: usize = 256;
+const COLS: usize = 1024;
+
+fn paths() -> Vec<Kernels> {
+    KernelPath::ALL.iter().filter_map(|p| p.kernels()).collect()
+}
+
+/// Deterministic values in [-1, 1).
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+fn q8(v: &[f32]) -> Vec<BlockQ8_0> {
+    let mut b = vec![BlockQ8_0::default(); v.len() / 32];
+    quantize_row_q8_0(v, &mut b);
+    b
+}
+
+fn q4(v: &[f32]) -> Vec<BlockQ4_0> {
+    let mut b = vec![BlockQ4_0::default(); v.len() / 32];
+    quantize_row_q4_0(v, &mut b);
+    b
+}
+
+fn dots(c: &mut Criterion) {
+    let w = values(DOT_N, 1);
+    let x = values(DOT_N, 2);
+    let (w8, w4, x8) = (q8(&w), q4(&w), q8(&x));
+    let wh: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
+
+    let mut g = c.benchmark_group("dot_4096");
+    g.throughput(Throughput::Elements(DOT_N as u64));
+    for k in paths() {
+        let p = k.path().name();
+        g.bench_function(format!("q8_0/{p}"), |b| {
+            b.iter(|| k.vec_dot_q8_0_q8_0(DOT_N, black_box(&w8), black_box(&x8)))
+        });
+        g.bench_function(format!("q4_0/{p}"), |b| {
+            b.iter(|| k.vec_dot_q4_0_q8_0(DOT_N, black_box(&w4), black_box(&x8)))
+        });
+        g.bench_function(format!("f32/{p}"), |b| {
+            b.iter(|| k.vec_dot_f32(black_box(&w), black_box(&x)))
+        });
+        g.bench_function(format!("f16/{p}"), |b| {
+            b.iter(|| k.vec_dot_f16_f32(black_box(&wh), black_box(&x)))
+        });
+        let mut out = vec![BlockQ8_0::default(); DOT_N / 32];
+        g.bench_function(format!("quantize_q8_0/{p}"), |b| {
+            b.iter(|| k.quantize_q8_0(black_box(&x), black_box(&mut out)))
+        });
+    }
+    g.finish();
+}
+
+fn matvecs(c: &mut Criterion) {
+    let w = values(ROWS * COLS, 3);
+    let x = values(COLS, 4);
+    let (w8, w4, x8) = (q8(&w), q4(&w), q8(&x));
+    let mut y = vec![0.0f32; ROWS];
+
+    let mut g = c.benchmark_group("matvec_256x1024");
+    g.throughput(Throughput::Elements((ROWS * COLS) as u64));
+    for k in paths() {
+        let p = k.path().name();
+        g.bench_function(format!("q8_0/{p}"), |b| {
+            b.iter(|| k.matvec_q8_0(black_box(&w8), ROWS, COLS, black_box(&x8), &mut y))
+        });
+        g.bench_function(format!("q4_0/{p}"), |b| {
+            b.iter(|| k.matvec_q4_0(black_box(&w4), ROWS, COLS, black_box(&x8), &mut y))
+        });
+    }
+    g.finish();
+}
+
+/// Clock estimate: a chain of dependent 64-bit integer adds, one cycle of
+/// latency each on current x86-64 and AArch64 cores, so the throughput in
+/// elements per second reads as the core clock in Hz while the kernels run.
+fn clock(c: &mut Criterion) {
+    const ADDS: u64 = 100_000;
+    let mut g = c.benchmark_group("clock");
+    g.throughput(Throughput::Elements(ADDS));
+    g.bench_function("dependent_add_chain", |b| {
+        b.iter(|| add_chain(black_box(ADDS / 10)))
+    });
+    g.finish();
+}
+
+/// `10 * n` dependent adds (ten per loop iteration, so that the loop
+/// branch is never the bottleneck).
+#[allow(unused_mut, unused_assignments)]
+fn add_chain(n: u64) -> u64 {
+    let mut x = 0u64;
+    let mut i = n;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: register-only arithmetic on the two operands; no memory, no stack.
+    unsafe {
+        std::arch::asm!(
+            "2:",
+            "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
+            "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
+            "dec {i}",
+            "jnz 2b",
+            x = inout(reg) x,
+            i = inout(reg) i,
+            options(nomem, nostack),
+        );
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: register-only arithmetic on the two operands; no memory, no stack.
+    unsafe {
+        std::arch::asm!(
+            "2:",
+            "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1",
+            "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1",
+            "subs {i}, {i}, 1",
+            "b.ne 2b",
+            x = inout(reg) x,
+            i = inout(reg) i,
+            options(nomem, nostack),
+        );
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        x = n * 10;
+    }
+    x
+}
+
+criterion_group!(benches, clock, dots, matvecs);
+criterion_main!(benches);

@@ -1,0 +1,506 @@
+//! AArch64 kernels: Advanced SIMD (NEON), and NEON with the dot-product
+//! extension (`sdot`, written with `asm!` because `vdotq_s32` is not stable).
+//!
+//! Quantized dot products: each block's exact integer sum is formed in an
+//! `int32x4_t` (widening `smull`/`smlal` + pairwise adds, or two `sdot`),
+//! eight blocks are reduced together with `addp` into two vectors of
+//! per-block sums, and the float part follows the scalar reference order
+//! exactly: lanes 0..3 and 4..7 of the eight accumulators live in two
+//! `float32x4_t`, multiply then add, no FMA. `f16` scales are widened with
+//! `fcvtl`/`fcvtl2` (base Armv8.0 instructions; `float16x4_t` is not stable).
+//!
+//! Float dot products use FMA with four 4-lane accumulators (reassociated).
+
+use core::arch::aarch64::*;
+use core::arch::asm;
+
+use half::f16;
+
+use crate::block::{BlockQ4_0, BlockQ8_0, QK};
+use crate::scalar;
+
+// ---------------------------------------------------------------------------
+// Entry points stored in `Kernels` (the only callers).
+
+/// # Safety
+/// The CPU must support NEON.
+pub(crate) unsafe fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+    // SAFETY: the caller guarantees the target feature.
+    unsafe { dot_q8_0_tf(w, x) }
+}
+
+/// # Safety
+/// The CPU must support NEON.
+pub(crate) unsafe fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+    // SAFETY: the caller guarantees the target feature.
+    unsafe { dot_q4_0_tf(w, x) }
+}
+
+/// # Safety
+/// The CPU must support NEON and the dot-product extension.
+pub(crate) unsafe fn dot_q8_0_sdot(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+    // SAFETY: the caller guarantees the target features.
+    unsafe { dot_q8_0_sdot_tf(w, x) }
+}
+
+/// # Safety
+/// The CPU must support NEON and the dot-product extension.
+pub(crate) unsafe fn dot_q4_0_sdot(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+    // SAFETY: the caller guarantees the target features.
+    unsafe { dot_q4_0_sdot_tf(w, x) }
+}
+
+/// # Safety
+/// The CPU must support NEON.
+pub(crate) unsafe fn matvec_q8_0(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
+    // SAFETY: the caller guarantees the target feature.
+    unsafe { matvec_q8_0_tf(w, stride, x, y) }
+}
+
+/// # Safety
+/// The CPU must support NEON.
+pub(crate) unsafe fn matvec_q4_0(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
+    // SAFETY: the caller guarantees the target feature.
+    unsafe { matvec_q4_0_tf(w, stride, x, y) }
+}
+
+/// # Safety
+/// The CPU must support NEON and the dot-product extension.
+pub(crate) unsafe fn matvec_q8_0_sdot(
+    w: &[BlockQ8_0],
+    stride: usize,
+    x: &[BlockQ8_0],
+    y: &mut [f32],
+) {
+    // SAFETY: the caller guarantees the target features.
+    unsafe { matvec_q8_0_sdot_tf(w, stride, x, y) }
+}
+
+/// # Safety
+/// The CPU must support NEON and the dot-product extension.
+pub(crate) unsafe fn matvec_q4_0_sdot(
+    w: &[BlockQ4_0],
+    stride: usize,
+    x: &[BlockQ8_0],
+    y: &mut [f32],
+) {
+    // SAFETY: the caller guarantees the target features.
+    unsafe { matvec_q4_0_sdot_tf(w, stride, x, y) }
+}
+
+/// # Safety
+/// The CPU must support NEON.
+pub(crate) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    // SAFETY: the caller guarantees the target feature.
+    unsafe { dot_f32_tf(a, b) }
+}
+
+/// # Safety
+/// The CPU must support NEON.
+pub(crate) unsafe fn dot_f16(a: &[f16], b: &[f32]) -> f32 {
+    // SAFETY: the caller guarantees the target feature.
+    unsafe { dot_f16_tf(a, b) }
+}
+
+/// # Safety
+/// The CPU must support NEON.
+pub(crate) unsafe fn matvec_f32(w: &[f32], stride: usize, x: &[f32], y: &mut [f32]) {
+    // SAFETY: the caller guarantees the target feature.
+    unsafe { matvec_f32_tf(w, stride, x, y) }
+}
+
+/// # Safety
+/// The CPU must support NEON.
+pub(crate) unsafe fn matvec_f16(w: &[f16], stride: usize, x: &[f32], y: &mut [f32]) {
+    // SAFETY: the caller guarantees the target feature.
+    unsafe { matvec_f16_tf(w, stride, x, y) }
+}
+
+/// # Safety
+/// The CPU must support NEON.
+pub(crate) unsafe fn quantize_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
+    // SAFETY: the caller guarantees the target feature.
+    unsafe { quantize_q8_0_tf(x, y) }
+}
+
+// ---------------------------------------------------------------------------
+// Loads and the instructions written in assembly.
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn load_i8x16(q: &[i8; 32], half: usize) -> int8x16_t {
+    let h: &[i8; 16] = q[16 * half..16 * half + 16].try_into().expect("16 bytes");
+    // SAFETY: reads exactly the 16 bytes of `h`; `ld1` has no alignment requirement.
+    unsafe { vld1q_s8(h.as_ptr()) }
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn load_u8x16(q: &[u8; 16]) -> uint8x16_t {
+    // SAFETY: reads exactly the 16 bytes of `q`; `ld1` has no alignment requirement.
+    unsafe { vld1q_u8(q.as_ptr()) }
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn load_f32x4(v: &[f32]) -> float32x4_t {
+    let v: &[f32; 4] = v.try_into().expect("4 floats");
+    // SAFETY: reads exactly the 4 floats of `v`; `ld1` has no alignment requirement.
+    unsafe { vld1q_f32(v.as_ptr()) }
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn load_f16x8(v: &[f16]) -> uint16x8_t {
+    let v: &[f16; 8] = v.try_into().expect("8 halves");
+    // SAFETY: reads exactly the 16 bytes of `v` (`f16` is a `u16` newtype);
+    // `ld1` has no alignment requirement.
+    unsafe { vld1q_u16(v.as_ptr().cast()) }
+}
+
+/// `fcvtl` and `fcvtl2`: eight `f16` (as bits) to two vectors of `f32`, exact.
+#[inline]
+#[target_feature(enable = "neon")]
+fn widen_f16(h: uint16x8_t) -> (float32x4_t, float32x4_t) {
+    let lo: float32x4_t;
+    let hi: float32x4_t;
+    // SAFETY: two register-only Armv8.0 Advanced SIMD instructions (NEON is
+    // enabled here); no memory access, no flags.
+    unsafe {
+        asm!(
+            "fcvtl {lo:v}.4s, {h:v}.4h",
+            "fcvtl2 {hi:v}.4s, {h:v}.8h",
+            h = in(vreg) h,
+            lo = lateout(vreg) lo,
+            hi = lateout(vreg) hi,
+            options(pure, nomem, nostack, preserves_flags),
+        )
+    };
+    (lo, hi)
+}
+
+/// `acc + sum of the four byte products in each lane`: the `sdot`
+/// instruction (FEAT_DotProd), exact in `i32`.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+fn sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    // SAFETY: one register-only instruction of the dot-product extension,
+    // which this function's target features require; no memory, no flags.
+    unsafe {
+        asm!(
+            "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+            acc = inout(vreg) acc,
+            a = in(vreg) a,
+            b = in(vreg) b,
+            options(pure, nomem, nostack, preserves_flags),
+        )
+    };
+    acc
+}
+
+// ---------------------------------------------------------------------------
+// The quantized dot-product driver.
+
+/// Eight `f16` scale bits to two vectors of `f32`. The bits are packed in
+/// general-purpose registers and moved over as two 64-bit halves.
+#[inline]
+#[target_feature(enable = "neon")]
+fn scales8(d: [u16; 8]) -> (float32x4_t, float32x4_t) {
+    let pack = |d: &[u16]| -> u64 {
+        d[0] as u64 | (d[1] as u64) << 16 | (d[2] as u64) << 32 | (d[3] as u64) << 48
+    };
+    widen_f16(vreinterpretq_u16_u64(vcombine_u64(
+        vcreate_u64(pack(&d[..4])),
+        vcreate_u64(pack(&d[4..])),
+    )))
+}
+
+/// Four vectors of four `i32` partial sums to one vector of their totals.
+#[inline]
+#[target_feature(enable = "neon")]
+fn transpose_sum4(a: int32x4_t, b: int32x4_t, c: int32x4_t, d: int32x4_t) -> int32x4_t {
+    vpaddq_s32(vpaddq_s32(a, b), vpaddq_s32(c, d))
+}
+
+/// `acc + (sums as f32) * (dw * dx)`, lane by lane: the reference step.
+#[inline]
+#[target_feature(enable = "neon")]
+fn accumulate(acc: float32x4_t, sums: int32x4_t, dw: float32x4_t, dx: float32x4_t) -> float32x4_t {
+    vaddq_f32(acc, vmulq_f32(vcvtq_f32_s32(sums), vmulq_f32(dw, dx)))
+}
+
+/// The reference reduction of the eight lane accumulators
+/// `((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn reduce_lanes(lo: float32x4_t, hi: float32x4_t) -> f32 {
+    let s4 = vaddq_f32(lo, hi);
+    let s2 = vadd_f32(vget_low_f32(s4), vget_high_f32(s4));
+    vget_lane_f32::<0>(s2) + vget_lane_f32::<1>(s2)
+}
+
+/// Eight blocks at a time; `sum` gives a block's four `i32` partial sums,
+/// `dw` its scale bits. Missing lanes of the tail get sum 0 and scale 0:
+/// they add +0.0, which leaves an accumulator unchanged (it is never -0.0).
+macro_rules! quant_dot {
+    ($w:expr, $x:expr, $sum:expr, $dw:expr) => {{
+        let (w, x) = ($w, $x);
+        let sum = $sum;
+        let n = w.len().min(x.len());
+        let (w, x) = (&w[..n], &x[..n]);
+        let mut acc_lo = vdupq_n_f32(0.0);
+        let mut acc_hi = vdupq_n_f32(0.0);
+        let mut wc = w.chunks_exact(8);
+        let mut xc = x.chunks_exact(8);
+        for (wb, xb) in (&mut wc).zip(&mut xc) {
+            let s_lo = transpose_sum4(
+                sum(&wb[0], &xb[0]),
+                sum(&wb[1], &xb[1]),
+                sum(&wb[2], &xb[2]),
+                sum(&wb[3], &xb[3]),
+            );
+            let s_hi = transpose_sum4(
+                sum(&wb[4], &xb[4]),
+                sum(&wb[5], &xb[5]),
+                sum(&wb[6], &xb[6]),
+                sum(&wb[7], &xb[7]),
+            );
+            let (dw_lo, dw_hi) = scales8(core::array::from_fn(|i| $dw(&wb[i])));
+            let (dx_lo, dx_hi) = scales8(core::array::from_fn(|i| xb[i].d));
+            acc_lo = accumulate(acc_lo, s_lo, dw_lo, dx_lo);
+            acc_hi = accumulate(acc_hi, s_hi, dw_hi, dx_hi);
+        }
+        let (wr, xr) = (wc.remainder(), xc.remainder());
+        if !wr.is_empty() {
+            let mut s = [vdupq_n_s32(0); 8];
+            let mut dw = [0u16; 8];
+            let mut dx = [0u16; 8];
+            for (i, (a, b)) in wr.iter().zip(xr).enumerate() {
+                s[i] = sum(a, b);
+                dw[i] = $dw(a);
+                dx[i] = b.d;
+            }
+            let (dw_lo, dw_hi) = scales8(dw);
+            let (dx_lo, dx_hi) = scales8(dx);
+            acc_lo = accumulate(acc_lo, transpose_sum4(s[0], s[1], s[2], s[3]), dw_lo, dx_lo);
+            acc_hi = accumulate(acc_hi, transpose_sum4(s[4], s[5], s[6], s[7]), dw_hi, dx_hi);
+        }
+        reduce_lanes(acc_lo, acc_hi)
+    }};
+}
+
+// ---------------------------------------------------------------------------
+// Block sums.
+
+/// Four `i32` partial sums of a `Q8_0` x `Q8_0` block with widening
+/// multiplies: each 16-bit product (at most 2^14) is added pairwise into 32
+/// bits, so -128 quants are exact.
+#[inline]
+#[target_feature(enable = "neon")]
+fn sum_q8_0(w: &BlockQ8_0, x: &BlockQ8_0) -> int32x4_t {
+    let (a0, a1) = (load_i8x16(&w.qs, 0), load_i8x16(&w.qs, 1));
+    let (b0, b1) = (load_i8x16(&x.qs, 0), load_i8x16(&x.qs, 1));
+    let mut s = vpaddlq_s16(vmull_s8(vget_low_s8(a0), vget_low_s8(b0)));
+    s = vpadalq_s16(s, vmull_high_s8(a0, b0));
+    s = vpadalq_s16(s, vmull_s8(vget_low_s8(a1), vget_low_s8(b1)));
+    vpadalq_s16(s, vmull_high_s8(a1, b1))
+}
+
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+fn sum_q8_0_sdot(w: &BlockQ8_0, x: &BlockQ8_0) -> int32x4_t {
+    let (a0, a1) = (load_i8x16(&w.qs, 0), load_i8x16(&w.qs, 1));
+    let (b0, b1) = (load_i8x16(&x.qs, 0), load_i8x16(&x.qs, 1));
+    sdot(sdot(vdupq_n_s32(0), a0, b0), a1, b1)
+}
+
+/// The 32 signed values `q - 8` of a `Q4_0` block: values 0..15, 16..31.
+#[inline]
+#[target_feature(enable = "neon")]
+fn q4_values(w: &BlockQ4_0) -> (int8x16_t, int8x16_t) {
+    let q = load_u8x16(&w.qs);
+    let eight = vdupq_n_s8(8);
+    let lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(q, vdupq_n_u8(0x0F))), eight);
+    let hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8::<4>(q)), eight);
+    (lo, hi)
+}
+
+/// Four `i32` partial sums of a `Q4_0` x `Q8_0` block. Products are at most
+/// `8 * 128 = 1024` in magnitude, so four of them add exactly in 16 bits.
+#[inline]
+#[target_feature(enable = "neon")]
+fn sum_q4_0(w: &BlockQ4_0, x: &BlockQ8_0) -> int32x4_t {
+    let (lo, hi) = q4_values(w);
+    let (b0, b1) = (load_i8x16(&x.qs, 0), load_i8x16(&x.qs, 1));
+    let mut p = vmull_s8(vget_low_s8(lo), vget_low_s8(b0));
+    p = vmlal_high_s8(p, lo, b0);
+    p = vmlal_s8(p, vget_low_s8(hi), vget_low_s8(b1));
+    p = vmlal_high_s8(p, hi, b1);
+    vpaddlq_s16(p)
+}
+
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+fn sum_q4_0_sdot(w: &BlockQ4_0, x: &BlockQ8_0) -> int32x4_t {
+    let (lo, hi) = q4_values(w);
+    let (b0, b1) = (load_i8x16(&x.qs, 0), load_i8x16(&x.qs, 1));
+    sdot(sdot(vdupq_n_s32(0), lo, b0), hi, b1)
+}
+
+#[target_feature(enable = "neon")]
+fn dot_q8_0_tf(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+    quant_dot!(w, x, sum_q8_0, |b: &BlockQ8_0| b.d)
+}
+
+#[target_feature(enable = "neon")]
+fn dot_q4_0_tf(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+    quant_dot!(w, x, sum_q4_0, |b: &BlockQ4_0| b.d)
+}
+
+#[target_feature(enable = "neon,dotprod")]
+fn dot_q8_0_sdot_tf(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+    quant_dot!(w, x, sum_q8_0_sdot, |b: &BlockQ8_0| b.d)
+}
+
+#[target_feature(enable = "neon,dotprod")]
+fn dot_q4_0_sdot_tf(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+    quant_dot!(w, x, sum_q4_0_sdot, |b: &BlockQ4_0| b.d)
+}
+
+#[target_feature(enable = "neon")]
+fn matvec_q8_0_tf(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
+    for (r, out) in y.iter_mut().enumerate() {
+        *out = dot_q8_0_tf(&w[r * stride..r * stride + x.len()], x);
+    }
+}
+
+#[target_feature(enable = "neon")]
+fn matvec_q4_0_tf(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
+    for (r, out) in y.iter_mut().enumerate() {
+        *out = dot_q4_0_tf(&w[r * stride..r * stride + x.len()], x);
+    }
+}
+
+#[target_feature(enable = "neon,dotprod")]
+fn matvec_q8_0_sdot_tf(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
+    for (r, out) in y.iter_mut().enumerate() {
+        *out = dot_q8_0_sdot_tf(&w[r * stride..r * stride + x.len()], x);
+    }
+}
+
+#[target_feature(enable = "neon,dotprod")]
+fn matvec_q4_0_sdot_tf(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
+    for (r, out) in y.iter_mut().enumerate() {
+        *out = dot_q4_0_sdot_tf(&w[r * stride..r * stride + x.len()], x);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Float dot products.
+
+#[target_feature(enable = "neon")]
+fn dot_f32_tf(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [vdupq_n_f32(0.0); 4];
+    let mut ac = a.chunks_exact(16);
+    let mut bc = b.chunks_exact(16);
+    for (x, y) in (&mut ac).zip(&mut bc) {
+        for k in 0..4 {
+            let xv = load_f32x4(&x[4 * k..4 * k + 4]);
+            let yv = load_f32x4(&y[4 * k..4 * k + 4]);
+            acc[k] = vfmaq_f32(acc[k], xv, yv);
+        }
+    }
+    let (a, b) = (ac.remainder(), bc.remainder());
+    let mut ac = a.chunks_exact(4);
+    let mut bc = b.chunks_exact(4);
+    for (x, y) in (&mut ac).zip(&mut bc) {
+        acc[0] = vfmaq_f32(acc[0], load_f32x4(x), load_f32x4(y));
+    }
+    let v = vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3]));
+    let mut s = vaddvq_f32(v);
+    for (x, y) in ac.remainder().iter().zip(bc.remainder()) {
+        s += x * y;
+    }
+    s
+}
+
+#[target_feature(enable = "neon")]
+fn dot_f16_tf(a: &[f16], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [vdupq_n_f32(0.0); 4];
+    let mut ac = a.chunks_exact(16);
+    let mut bc = b.chunks_exact(16);
+    for (x, y) in (&mut ac).zip(&mut bc) {
+        for k in 0..2 {
+            let (lo, hi) = widen_f16(load_f16x8(&x[8 * k..8 * k + 8]));
+            acc[2 * k] = vfmaq_f32(acc[2 * k], lo, load_f32x4(&y[8 * k..8 * k + 4]));
+            acc[2 * k + 1] = vfmaq_f32(acc[2 * k + 1], hi, load_f32x4(&y[8 * k + 4..8 * k + 8]));
+        }
+    }
+    let (a, b) = (ac.remainder(), bc.remainder());
+    let mut ac = a.chunks_exact(8);
+    let mut bc = b.chunks_exact(8);
+    for (x, y) in (&mut ac).zip(&mut bc) {
+        let (lo, hi) = widen_f16(load_f16x8(x));
+        acc[0] = vfmaq_f32(acc[0], lo, load_f32x4(&y[..4]));
+        acc[1] = vfmaq_f32(acc[1], hi, load_f32x4(&y[4..]));
+    }
+    let v = vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3]));
+    let mut s = vaddvq_f32(v);
+    for (x, y) in ac.remainder().iter().zip(bc.remainder()) {
+        s += x.to_f32() * y;
+    }
+    s
+}
+
+#[target_feature(enable = "neon")]
+fn matvec_f32_tf(w: &[f32], stride: usize, x: &[f32], y: &mut [f32]) {
+    for (r, out) in y.iter_mut().enumerate() {
+        *out = dot_f32_tf(&w[r * stride..r * stride + x.len()], x);
+    }
+}
+
+#[target_feature(enable = "neon")]
+fn matvec_f16_tf(w: &[f16], stride: usize, x: &[f32], y: &mut [f32]) {
+    for (r, out) in y.iter_mut().enumerate() {
+        *out = dot_f16_tf(&w[r * stride..r * stride + x.len()], x);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Activation quantizer, bit for bit `scalar::quantize_block_q8_0`.
+
+#[target_feature(enable = "neon")]
+fn quantize_q8_0_tf(x: &[f32], y: &mut [BlockQ8_0]) {
+    for (b, xs) in y.iter_mut().zip(x.chunks_exact(QK)) {
+        let xs: &[f32; QK] = xs.try_into().expect("32");
+        let v: [float32x4_t; 8] = core::array::from_fn(|k| load_f32x4(&xs[4 * k..4 * k + 4]));
+        let m: [float32x4_t; 4] =
+            core::array::from_fn(|k| vmaxq_f32(vabsq_f32(v[2 * k]), vabsq_f32(v[2 * k + 1])));
+        let amax = vmaxvq_f32(vmaxq_f32(vmaxq_f32(m[0], m[1]), vmaxq_f32(m[2], m[3])));
+        let (d, id) = scalar::q8_0_scale(amax);
+        if !id.is_finite() {
+            // `id` overflowed (tiny block): the scalar code defines the result.
+            *b = scalar::quantize_block_q8_0(xs);
+            continue;
+        }
+        // |x * id| <= 127 * (1 + 2^-20) here; `frinta` is C's `roundf`
+        // (ties away from zero), then exact conversion and saturating narrows.
+        let q: [int32x4_t; 8] =
+            core::array::from_fn(|k| vcvtq_s32_f32(vrndaq_f32(vmulq_n_f32(v[k], id))));
+        let h: [int16x8_t; 4] =
+            core::array::from_fn(|k| vcombine_s16(vqmovn_s32(q[2 * k]), vqmovn_s32(q[2 * k + 1])));
+        let lo = vcombine_s8(vqmovn_s16(h[0]), vqmovn_s16(h[1]));
+        let hi = vcombine_s8(vqmovn_s16(h[2]), vqmovn_s16(h[3]));
+        b.d = scalar::f32_to_f16(d);
+        let (q0, q1) = b.qs.split_at_mut(16);
+        // SAFETY: each store writes exactly the 16 bytes of its half of `qs`.
+        unsafe {
+            vst1q_s8(q0.as_mut_ptr(), lo);
+            vst1q_s8(q1.as_mut_ptr(), hi);
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! The kernel table: one set of function pointers per instruction-set path,
+//! chosen once.
+
+use core::fmt;
+
+use half::f16;
+
+use crate::block::{BlockQ4_0, BlockQ8_0, QK};
+use crate::scalar;
+
+type DotQ8 = unsafe fn(&[BlockQ8_0], &[BlockQ8_0]) -> f32;
+type DotQ4 = unsafe fn(&[BlockQ4_0], &[BlockQ8_0]) -> f32;
+type DotF32 = unsafe fn(&[f32], &[f32]) -> f32;
+type DotF16 = unsafe fn(&[f16], &[f32]) -> f32;
+type MatQ8 = unsafe fn(&[BlockQ8_0], usize, &[BlockQ8_0], &mut [f32]);
+type MatQ4 = unsafe fn(&[BlockQ4_0], usize, &[BlockQ8_0], &mut [f32]);
+type MatF32 = unsafe fn(&[f32], usize, &[f32], &mut [f32]);
+type MatF16 = unsafe fn(&[f16], usize, &[f32], &mut [f32]);
+type QuantQ8 = unsafe fn(&[f32], &mut [BlockQ8_0]);
+
+/// An instruction-set path of the kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelPath {
+    /// Portable Rust, the specification (every target).
+    Scalar,
+    /// x86-64 AVX2 + FMA + F16C.
+    Avx2,
+    /// x86-64 AVX2 + FMA + F16C + AVX-VNNI (256-bit `vpdpbusd`).
+    AvxVnni,
+    /// AArch64 Advanced SIMD (NEON).
+    Neon,
+    /// AArch64 NEON with the dot-product extension (`sdot`).
+    NeonDotprod,
+}
+
+impl KernelPath {
+    /// Every path, fastest last.
+    pub const ALL: [KernelPath; 5] = [
+        KernelPath::Scalar,
+        KernelPath::Avx2,
+        KernelPath::AvxVnni,
+        KernelPath::Neon,
+        KernelPath::NeonDotprod,
+    ];
+
+    /// Short lowercase name: `scalar`, `avx2`, `avxvnni`, `neon`, `neon-dotprod`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelPath::Scalar => "scalar",
+            KernelPath::Avx2 => "avx2",
+            KernelPath::AvxVnni => "avxvnni",
+            KernelPath::Neon => "neon",
+            KernelPath::NeonDotprod => "neon-dotprod",
+        }
+    }
+
+    /// The path's kernels, `None` when this CPU (or, without the `std`
+    /// feature, this compilation target) lacks it.
+    pub fn kernels(self) -> Option<Kernels> {
+        match self {
+            KernelPath::Scalar => Some(Kernels::scalar()),
+            KernelPath::Avx2 => Kernels::avx2(),
+            KernelPath::AvxVnni => Kernels::avx_vnni(),
+            KernelPath::Neon => Kernels::neon(),
+            KernelPath::NeonDotprod => Kernels::neon_dotprod(),
+        }
+    }
+}
+
+impl fmt::Display for KernelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Function pointers for one [`KernelPath`].
+///
+/// A `Kernels` value can only be obtained from the constructors below, which
+/// return a SIMD path only after checking that the CPU supports it (at run
+/// time with the `std` feature, from the compile-time target features
+/// without it). That check is what makes calling the pointers sound.
+///
+/// Results: the quantized dot products and matrix-vector products of every
+/// path are bit-identical to [`Kernels::scalar`] (see [`crate::scalar`] for
+/// the accumulation order); the `f32`/`f16` ones agree within rounding.
+#[derive(Clone, Copy)]
+pub struct Kernels {
+    path: KernelPath,
+    dot_q8_0: DotQ8,
+    dot_q4_0: DotQ4,
+    dot_f32: DotF32,
+    dot_f16: DotF16,
+    matvec_q8_0: MatQ8,
+    matvec_q4_0: MatQ4,
+    matvec_f32: MatF32,
+    matvec_f16: MatF16,
+    quantize_q8_0: QuantQ8,
+}
+
+impl fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kernels").field("path", &self.path).finish()
+    }
+}
+
+impl PartialEq for Kernels {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+    }
+}
+
+impl Eq for Kernels {}
+
+/// CPU support checks: run time with `std`, compile time without.
+mod detect {
+    #[cfg(all(target_arch = "x86_64", feature = "std"))]
+    pub fn avx2() -> bool {
+        std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c")
+    }
+
+    #[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+    pub fn avx2() -> bool {
+        cfg!(all(
+            target_feature = "avx2",
+            target_feature = "fma",
+            target_feature = "f16c"
+        ))
+    }
+
+    #[cfg(all(target_arch = "x86_64", feature = "std"))]
+    pub fn avx_vnni() -> bool {
+        avx2() && std::is_x86_feature_detected!("avxvnni")
+    }
+
+    #[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+    pub fn avx_vnni() -> bool {
+        avx2() && cfg!(target_feature = "avxvnni")
+    }
+
+    #[cfg(all(target_arch = "aarch64", feature = "std"))]
+    pub fn neon() -> bool {
+        std::arch::is_aarch64_feature_detected!("neon")
+    }
+
+    #[cfg(all(target_arch = "aarch64", not(feature = "std")))]
+    pub fn neon() -> bool {
+        cfg!(target_feature = "neon")
+    }
+
+    #[cfg(all(target_arch = "aarch64", feature = "std"))]
+    pub fn dotprod() -> bool {
+        neon() && std::arch::is_aarch64_feature_detected!("dotprod")
+    }
+
+    #[cfg(all(target_arch = "aarch64", not(feature = "std")))]
+    pub fn dotprod() -> bool {
+        neon() && cfg!(target_feature = "dotprod")
+    }
+}
+
+impl Kernels {
+    /// The portable scalar kernels (the specification); always available.
+    pub fn scalar() -> Kernels {
+        Kernels {
+            path: KernelPath::Scalar,
+            dot_q8_0: scalar::dot_q8_0,
+            dot_q4_0: scalar::dot_q4_0,
+            dot_f32: scalar::dot_f32,
+            dot_f16: scalar::dot_f16,
+            matvec_q8_0: scalar::matvec_q8_0,
+            matvec_q4_0: scalar::matvec_q4_0,
+            matvec_f32: scalar::matvec_f32,
+            matvec_f16: scalar::matvec_f16,
+            quantize_q8_0: scalar::quantize_q8_0,
+        }
+    }
+
+    /// AVX2 + FMA + F16C kernels, `None` unless this CPU has all three
+    /// (always `None` off x86-64).
+    pub fn avx2() -> Option<Kernels> {
+        #[cfg(target_arch = "x86_64")]
+        if detect::avx2() {
+            use crate::x86_avx2 as k;
+            return Some(Kernels {
+                path: KernelPath::Avx2,
+                dot_q8_0: k::dot_q8_0,
+                dot_q4_0: k::dot_q4_0,
+                dot_f32: k::dot_f32,
+                dot_f16: k::dot_f16,
+                matvec_q8_0: k::matvec_q8_0,
+                matvec_q4_0: k::matvec_q4_0,
+                matvec_f32: k::matvec_f32,
+                matvec_f16: k::matvec_f16,
+                quantize_q8_0: k::quantize_q8_0,
+            });
+        }
+        None
+    }
+
+    /// AVX-VNNI kernels (AVX2 + FMA + F16C + AVX-VNNI), `None` unless this
+    /// CPU has them. The float kernels are the AVX2 ones.
+    pub fn avx_vnni() -> Option<Kernels> {
+        #[cfg(target_arch = "x86_64")]
+        if detect::avx_vnni() {
+            use crate::x86_avx2 as k;
+            use crate::x86_avxvnni as v;
+            return Some(Kernels {
+                path: KernelPath::AvxVnni,
+                dot_q8_0: v::dot_q8_0,
+                dot_q4_0: v::dot_q4_0,
+                dot_f32: k::dot_f32,
+                dot_f16: k::dot_f16,
+                matvec_q8_0: v::matvec_q8_0,
+                matvec_q4_0: v::matvec_q4_0,
+                matvec_f32: k::matvec_f32,
+                matvec_f16: k::matvec_f16,
+                quantize_q8_0: k::quantize_q8_0,
+            });
+        }
+        None
+    }
+
+    /// NEON kernels, `None` unless this CPU has Advanced SIMD (always `None`
+    /// off AArch64).
+    pub fn neon() -> Option<Kernels> {
+        #[cfg(target_arch = "aarch64")]
+        if detect::neon() {
+            use crate::aarch64_neon as k;
+            return Some(Kernels {
+                path: KernelPath::Neon,
+                dot_q8_0: k::dot_q8_0,
+                dot_q4_0: k::dot_q4_0,
+                dot_f32: k::dot_f32,
+                dot_f16: k::dot_f16,
+                matvec_q8_0: k::matvec_q8_0,
+                matvec_q4_0: k::matvec_q4_0,
+                matvec_f32: k::matvec_f32,
+                matvec_f16: k::matvec_f16,
+                quantize_q8_0: k::quantize_q8_0,
+            });
+        }
+        None
+    }
+
+    /// NEON kernels whose integer dot products use `sdot` (the dot-product
+    /// extension), `None` unless this CPU has it.
+    pub fn neon_dotprod() -> Option<Kernels> {
+        #[cfg(target_arch = "aarch64")]
+        if detect::dotprod() {
+            use crate::aarch64_neon as k;
+            return Some(Kernels {
+                path: KernelPath::NeonDotprod,
+                dot_q8_0: k::dot_q8_0_sdot,
+                dot_q4_0: k::dot_q4_0_sdot,
+                dot_f32: k::dot_f32,
+                dot_f16: k::dot_f16,
+                matvec_q8_0: k::matvec_q8_0_sdot,
+                matvec_q4_0: k::matvec_q4_0_sdot,
+                matvec_f32: k::matvec_f32,
+                matvec_f16: k::matvec_f16,
+                quantize_q8_0: k::quantize_q8_0,
+            });
+        }
+        None
+    }
+
+    /// The fastest path this CPU supports (cheap: detection results are
+    /// cached by `std`, or constant without it).
+    pub fn best() -> Kernels {
+        KernelPath::ALL
+            .iter()
+            .rev()
+            .find_map(|p| p.kernels())
+            .unwrap_or_else(Kernels::scalar)
+    }
+
+    /// The path called `name` ([`KernelPath::name`]) if this CPU supports
+    /// it; for example to honour an environment variable in a tool.
+    pub fn by_name(name: &str) -> Option<Kernels> {
+        KernelPath::ALL
+            .iter()
+            .find(|p| p.name() == name)
+            .and_then(|p| p.kernels())
+    }
+
+    /// Which path these are.
+    pub fn path(&self) -> KernelPath {
+        self.path
+    }
+
+    /// Dot product of `n` values (`n / 32` blocks) of `Q8_0` weights with
+    /// `Q8_0` activations, ggml's `vec_dot_q8_0_q8_0`, in the reference order
+    /// of [`crate::scalar`].
+    ///
+    /// Uses the first `min(n / 32, w.len(), x.len())` blocks (`n` is a
+    /// multiple of 32 by contract; a remainder is ignored).
+    pub fn vec_dot_q8_0_q8_0(&self, n: usize, w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+        let nb = (n / QK).min(w.len()).min(x.len());
+        // SAFETY: the constructor checked that this CPU supports the path;
+        // the slices have equal lengths.
+        unsafe { (self.dot_q8_0)(&w[..nb], &x[..nb]) }
+    }
+
+    /// Like [`Kernels::vec_dot_q8_0_q8_0`] for `Q4_0` weights
+    /// (ggml's `vec_dot_q4_0_q8_0`).
+    pub fn vec_dot_q4_0_q8_0(&self, n: usize, w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+        let nb = (n / QK).min(w.len()).min(x.len());
+        // SAFETY: the constructor checked that this CPU supports the path;
+        // the slices have equal lengths.
+        unsafe { (self.dot_q4_0)(&w[..nb], &x[..nb]) }
+    }
+
+    /// `f32` dot product of the common prefix of `a` and `b`.
+    pub fn vec_dot_f32(&self, a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        // SAFETY: the constructor checked that this CPU supports the path.
+        unsafe { (self.dot_f32)(&a[..n], &b[..n]) }
+    }
+
+    /// Dot product of `f16` weights and `f32` values (common prefix), in `f32`.
+    pub fn vec_dot_f16_f32(&self, a: &[f16], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        // SAFETY: the constructor checked that this CPU supports the path.
+        unsafe { (self.dot_f16)(&a[..n], &b[..n]) }
+    }
+
+    /// `y[r] = vec_dot_q8_0_q8_0(cols, row r, x_q)` for a row-major
+    /// `rows x cols` `Q8_0` matrix (`cols / 32` blocks per row).
+    ///
+    /// Each `y[r]` has exactly the bits of the corresponding `vec_dot`.
+    /// Computes `min(rows, y.len(), w_rows.len() / (cols / 32))` rows and
+    /// leaves the rest of `y` alone; when `x_q` is shorter than a row only its
+    /// blocks are used.
+    pub fn matvec_q8_0(
+        &self,
+        w_rows: &[BlockQ8_0],
+        rows: usize,
+        cols: usize,
+        x_q: &[BlockQ8_0],
+        y: &mut [f32],
+    ) {
+        let Some((w, stride, x, y)) = mat_args(w_rows, rows, cols / QK, x_q, y) else {
+            return;
+        };
+        // SAFETY: the constructor checked that this CPU supports the path;
+        // `mat_args` guarantees `(y.len() - 1) * stride + x.len() <= w.len()`.
+        unsafe { (self.matvec_q8_0)(w, stride, x, y) }
+    }
+
+    /// Like [`Kernels::matvec_q8_0`] for `Q4_0` weights.
+    pub fn matvec_q4_0(
+        &self,
+        w_rows: &[BlockQ4_0],
+        rows: usize,
+        cols: usize,
+        x_q: &[BlockQ8_0],
+        y: &mut [f32],
+    ) {
+        let Some((w, stride, x, y)) = mat_args(w_rows, rows, cols / QK, x_q, y) else {
+            return;
+        };
+        // SAFETY: the constructor checked that this CPU supports the path;
+        // `mat_args` guarantees `(y.len() - 1) * stride + x.len() <= w.len()`.
+        unsafe { (self.matvec_q4_0)(w, stride, x, y) }
+    }
+
+    /// `y[r] = vec_dot_f32(row r, x)` for a row-major `rows x cols` `f32`
+    /// matrix; lengths as in [`Kernels::matvec_q8_0`] (`cols` values per row).
+    pub fn matvec_f32(&self, w: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
+        let Some((w, stride, x, y)) = mat_args(w, rows, cols, x, y) else {
+            return;
+        };
+        // SAFETY: the constructor checked that this CPU supports the path;
+        // `mat_args` guarantees `(y.len() - 1) * stride + x.len() <= w.len()`.
+        unsafe { (self.matvec_f32)(w, stride, x, y) }
+    }
+
+    /// Like [`Kernels::matvec_f32`] for `f16` weights.
+    pub fn matvec_f16(&self, w: &[f16], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
+        let Some((w, stride, x, y)) = mat_args(w, rows, cols, x, y) else {
+            return;
+        };
+        // SAFETY: the constructor checked that this CPU supports the path;
+        // `mat_args` guarantees `(y.len() - 1) * stride + x.len() <= w.len()`.
+        unsafe { (self.matvec_f16)(w, stride, x, y) }
+    }
+
+    /// Quantizes activations to `Q8_0`: bit for bit
+    /// [`crate::quantize_row_q8_0`] (for finite inputs), vectorized.
+    /// Writes `min(x.len() / 32, y.len())` blocks.
+    pub fn quantize_q8_0(&self, x: &[f32], y: &mut [BlockQ8_0]) {
+        let nb = (x.len() / QK).min(y.len());
+        // SAFETY: the constructor checked that this CPU supports the path;
+        // `x` holds exactly `32 * y.len()` values.
+        unsafe { (self.quantize_q8_0)(&x[..nb * QK], &mut y[..nb]) }
+    }
+}
+
+/// Trims matrix-vector arguments to what can be computed. Returns `None`
+/// (after zeroing the computable outputs) when there is nothing to multiply,
+/// otherwise `(w, stride, x, y)` with `y` non-empty, `x.len() <= stride` and
+/// `(y.len() - 1) * stride + x.len() <= w.len()`.
+#[allow(clippy::type_complexity)]
+fn mat_args<'a, 'y, W, X>(
+    w: &'a [W],
+    rows: usize,
+    stride: usize,
+    x: &'a [X],
+    y: &'y mut [f32],
+) -> Option<(&'a [W], usize, &'a [X], &'y mut [f32])> {
+    let mut rows = rows.min(y.len());
+    if let Some(available) = w.len().checked_div(stride) {
+        rows = rows.min(available);
+    }
+    let y = &mut y[..rows];
+    let xn = stride.min(x.len());
+    if rows == 0 {
+        return None;
+    }
+    if xn == 0 {
+        y.fill(0.0);
+        return None;
+    }
+    Some((&w[..rows * stride], stride, &x[..xn], y))
+}
