@@ -109,7 +109,7 @@ pub enum Error {
         /// Its name.
         tensor: TensorName,
     },
-    /// A tensor's element type is not one the core runs (F32 or F16).
+    /// A tensor's element type is not one the core runs (F32, F16, Q8_0, Q4_0).
     UnsupportedTensorType {
         /// Its name.
         tensor: TensorName,
@@ -120,6 +120,25 @@ pub enum Error {
     NotF32 {
         /// Its name.
         tensor: TensorName,
+    },
+    /// A quantized matrix's row length is not a multiple of the 32-value
+    /// block (a block would span two rows).
+    QuantizedRowLength {
+        /// Its name (`None` from [`crate::Matrix::new`], which has none).
+        tensor: Option<TensorName>,
+        /// The ggml type id (8 `Q8_0`, 2 `Q4_0`).
+        ggml_type: u32,
+        /// The row length (columns).
+        cols: usize,
+    },
+    /// A quantized block's `f16` scale is NaN or infinite: corrupted data.
+    BlockScaleNotFinite {
+        /// Its name (`None` from [`crate::Matrix::new`], which has none).
+        tensor: Option<TensorName>,
+        /// The ggml type id (8 `Q8_0`, 2 `Q4_0`).
+        ggml_type: u32,
+        /// Index of the first such block in the tensor.
+        block: usize,
     },
     /// A tensor's shape differs from the one the hyper-parameters imply.
     TensorShape {
@@ -207,6 +226,64 @@ pub enum Error {
         /// Supplied.
         got: usize,
     },
+    /// The buffer given to [`crate::Session::save_snapshot`] (or
+    /// [`crate::Sampler::save_state`]) is too short.
+    SnapshotBufferTooSmall {
+        /// Required bytes ([`crate::Session::snapshot_len`]).
+        need: usize,
+        /// Supplied.
+        got: usize,
+    },
+    /// The bytes do not start with the snapshot magic: not a snapshot.
+    SnapshotMagic,
+    /// The snapshot's byte-order mark is byte-swapped: it was written
+    /// big-endian, and the format is little-endian.
+    SnapshotByteOrder,
+    /// The snapshot was written in a format version this build does not read.
+    SnapshotVersion {
+        /// Version in the snapshot.
+        found: u16,
+        /// The version this build reads and writes.
+        supported: u16,
+    },
+    /// The snapshot is shorter than its header says (cut short).
+    SnapshotTruncated {
+        /// Bytes the snapshot needs.
+        need: usize,
+        /// Bytes supplied.
+        got: usize,
+    },
+    /// The snapshot's CRC-32 does not match its contents (corrupted).
+    SnapshotChecksum {
+        /// CRC stored in the snapshot.
+        stored: u32,
+        /// CRC of the bytes supplied.
+        computed: u32,
+    },
+    /// The snapshot was saved from another model (different fingerprint).
+    SnapshotModelMismatch {
+        /// Fingerprint in the snapshot.
+        snapshot: u64,
+        /// This model's [`crate::Model::fingerprint`].
+        model: u64,
+    },
+    /// The snapshot passes its checksum but a field is inconsistent (a
+    /// faulty or hostile writer).
+    SnapshotInvalid {
+        /// Which field.
+        what: &'static str,
+    },
+}
+
+/// `Q8_0`, `Q4_0`, or the id for other types.
+fn ggml_type_name(id: u32) -> &'static str {
+    match id {
+        8 => "Q8_0",
+        2 => "Q4_0",
+        0 => "F32",
+        1 => "F16",
+        _ => "quantized",
+    }
 }
 
 impl From<latte_gguf::Error> for Error {
@@ -266,10 +343,30 @@ impl fmt::Display for Error {
             }
             Error::UnsupportedTensorType { tensor, ggml_type } => write!(
                 f,
-                "tensor {tensor} has ggml type {ggml_type}; the core runs F32 (0) and F16 (1) only, convert the model"
+                "tensor {tensor} has ggml type {ggml_type}; the core runs F32 (0), F16 (1), Q8_0 (8) and Q4_0 (2) only, convert the model"
             ),
             Error::NotF32 { tensor } => {
                 write!(f, "tensor {tensor} must be F32 (norms and biases are never quantised)")
+            }
+            Error::QuantizedRowLength { tensor, ggml_type, cols } => {
+                if let Some(t) = tensor {
+                    write!(f, "tensor {t}: ")?;
+                }
+                write!(
+                    f,
+                    "{} rows of {cols} values are not a whole number of 32-value blocks; quantize only matrices whose row length is a multiple of 32, or keep this one F32/F16",
+                    ggml_type_name(ggml_type)
+                )
+            }
+            Error::BlockScaleNotFinite { tensor, ggml_type, block } => {
+                if let Some(t) = tensor {
+                    write!(f, "tensor {t}: ")?;
+                }
+                write!(
+                    f,
+                    "{} block {block} has a NaN or infinite scale; the data is corrupted, convert the model again",
+                    ggml_type_name(ggml_type)
+                )
             }
             Error::TensorShape { tensor, expected, got } => write!(
                 f,
@@ -314,6 +411,33 @@ impl fmt::Display for Error {
             Error::EmptyLogits => f.write_str("no logits to sample from"),
             Error::WorkTooSmall { need, got } => {
                 write!(f, "sampler work buffer has {got} elements, need {need}")
+            }
+            Error::SnapshotBufferTooSmall { need, got } => write!(
+                f,
+                "snapshot buffer has {got} bytes, need {need} (Session::snapshot_len)"
+            ),
+            Error::SnapshotMagic => f.write_str("not a Latte state snapshot (wrong magic bytes)"),
+            Error::SnapshotByteOrder => f.write_str(
+                "the snapshot was written big-endian; snapshots are little-endian, save it again with this runtime",
+            ),
+            Error::SnapshotVersion { found, supported } => write!(
+                f,
+                "snapshot format version {found} is not supported (this build reads version {supported})"
+            ),
+            Error::SnapshotTruncated { need, got } => write!(
+                f,
+                "the snapshot is truncated: {got} bytes, need {need}"
+            ),
+            Error::SnapshotChecksum { stored, computed } => write!(
+                f,
+                "the snapshot is corrupted: checksum {computed:#010x} does not match the stored {stored:#010x}"
+            ),
+            Error::SnapshotModelMismatch { snapshot, model } => write!(
+                f,
+                "the snapshot was saved from another model (fingerprint {snapshot:#018x}, this model is {model:#018x})"
+            ),
+            Error::SnapshotInvalid { what } => {
+                write!(f, "the snapshot is invalid: {what}")
             }
         }
     }

@@ -17,9 +17,11 @@
 //! There is no `1/sqrt(d)` scaling. The initial state is `S = 0, n = 0,
 //! m = -inf`; `exp(-inf) = 0` makes the first token need no special case.
 
+use latte_kernels::{Kernels, QK};
+
 use crate::error::Error;
 use crate::ops;
-use crate::tensor::Matrix;
+use crate::tensor::{q8_0_scratch_len, quantize_input, Matrix};
 
 /// Weights and sizes of one Latte layer. Matrices are `rows = outputs`:
 /// `Wq`, `Wk` are `L x D`, `Wv`, `Wo` are `D x D`. Head `h` owns latent rows
@@ -122,6 +124,11 @@ impl<'a> LatteLayer<'a> {
         })
     }
 
+    /// `Wq`, `Wk`, `Wv`, `Wo`, in that order.
+    pub(crate) fn matrices(&self) -> [&Matrix<'a>; 4] {
+        [&self.wq, &self.wk, &self.wv, &self.wo]
+    }
+
     /// Heads H.
     pub fn n_heads(&self) -> usize {
         self.n_heads
@@ -152,9 +159,21 @@ impl<'a> LatteLayer<'a> {
         self.n_latents * self.d_head() + 2 * self.n_latents
     }
 
-    /// `f32` elements of scratch [`LatteLayer::step`] needs: `2 L + 2 D`.
+    /// `f32` elements of scratch [`LatteLayer::step`] needs: `2 L + 2 D`
+    /// (`q`, `k`, `v`, `y`), then, when any of the four matrices is
+    /// quantized, `ceil(34 * (D / 32) / 4)` for the input quantized to
+    /// `Q8_0`.
     pub fn scratch_len(&self) -> usize {
-        2 * self.n_latents + 2 * self.d_model
+        (2 * self.n_latents + 2 * self.d_model).saturating_add(self.quant_scratch_len())
+    }
+
+    /// The quantized-input part of [`LatteLayer::scratch_len`].
+    fn quant_scratch_len(&self) -> usize {
+        if self.matrices().iter().any(|m| m.data().is_quantized()) {
+            q8_0_scratch_len(self.d_model / QK)
+        } else {
+            0
+        }
     }
 
     /// Sets `state` (at least [`LatteLayer::state_len`] long) to the initial
@@ -185,6 +204,9 @@ impl<'a> LatteLayer<'a> {
     /// `state` needs [`LatteLayer::state_len`] and `scratch`
     /// [`LatteLayer::scratch_len`] elements (longer is fine).
     ///
+    /// The products use [`Kernels::best`]; see
+    /// [`LatteLayer::step_with_kernels`].
+    ///
     /// Errors: [`Error::BufferLength`] if any slice is too short (or the
     /// rotation table is not exactly `Dh` long); nothing is modified then.
     pub fn step(
@@ -193,6 +215,44 @@ impl<'a> LatteLayer<'a> {
         state: &mut [f32],
         rotation: Option<&[f32]>,
         scratch: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        self.step_with_kernels(&Kernels::best(), x, state, rotation, scratch, out)
+    }
+
+    /// [`LatteLayer::step`] with the matrix-vector products done by `kernels`.
+    pub fn step_with_kernels(
+        &self,
+        kernels: &Kernels,
+        x: &[f32],
+        state: &mut [f32],
+        rotation: Option<&[f32]>,
+        scratch: &mut [f32],
+        out: &mut [f32],
+    ) -> Result<(), Error> {
+        if scratch.len() < self.scratch_len() {
+            return Err(Error::BufferLength {
+                what: "scratch",
+                need: self.scratch_len(),
+                got: scratch.len(),
+            });
+        }
+        let (main, quant) = scratch.split_at_mut(2 * self.n_latents + 2 * self.d_model);
+        self.step_inner(kernels, x, state, rotation, main, quant, out)
+    }
+
+    /// The step with the scratch in two parts: `scratch` (`2 L + 2 D`) and
+    /// `quant` (the quantized input, [`q8_0_scratch_len`] of `D / 32`
+    /// blocks when a matrix is quantized).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn step_inner(
+        &self,
+        kernels: &Kernels,
+        x: &[f32],
+        state: &mut [f32],
+        rotation: Option<&[f32]>,
+        scratch: &mut [f32],
+        quant: &mut [f32],
         out: &mut [f32],
     ) -> Result<(), Error> {
         let (d, l, dh, lh) = (
@@ -211,7 +271,12 @@ impl<'a> LatteLayer<'a> {
         check("x", d, x.len())?;
         check("out", d, out.len())?;
         check("state", self.state_len(), state.len())?;
-        check("scratch", self.scratch_len(), scratch.len())?;
+        check("scratch", 2 * l + 2 * d, scratch.len())?;
+        check(
+            "quantized input scratch",
+            self.quant_scratch_len(),
+            quant.len(),
+        )?;
         if let Some(rot) = rotation {
             if rot.len() != dh || dh % 2 != 0 {
                 return Err(Error::BufferLength {
@@ -226,9 +291,13 @@ impl<'a> LatteLayer<'a> {
         let (k, rest) = rest.split_at_mut(l);
         let (v, rest) = rest.split_at_mut(d);
         let y = &mut rest[..d];
-        self.wq.matvec(x, q);
-        self.wk.matvec(x, k);
-        self.wv.matvec(x, v);
+        let quantized = [&self.wq, &self.wk, &self.wv]
+            .iter()
+            .any(|m| m.data().is_quantized());
+        let xq = quantize_input(kernels, quantized, x, quant);
+        self.wq.matvec_prepared(kernels, x, xq, q);
+        self.wk.matvec_prepared(kernels, x, xq, k);
+        self.wv.matvec_prepared(kernels, x, xq, v);
 
         let (s_all, rest) = state.split_at_mut(l * dh);
         let (n_all, rest) = rest.split_at_mut(l);
@@ -282,7 +351,7 @@ impl<'a> LatteLayer<'a> {
                 }
             }
         }
-        self.wo.matvec(y, &mut out[..d]);
+        self.wo.matvec_quantizing(kernels, y, quant, &mut out[..d]);
         Ok(())
     }
 }

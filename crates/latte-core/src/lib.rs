@@ -1,10 +1,18 @@
 //! No-std, allocation-free inference for Causal Latte language models.
 //!
 //! * [`Model`] validates a GGUF model file (FORMAT.md) once and borrows its
-//!   weights in place (F32 or F16).
+//!   weights in place (F32, F16, or ggml's Q8_0 and Q4_0 blocks). Its
+//!   matrix-vector products go through one [`Kernels`] table from
+//!   `latte-kernels`, chosen at load ([`Kernels::best`]: at run time with
+//!   the `std` feature, at compile time without) and replaceable with
+//!   [`Model::set_kernels`]. Quantized matrices take their input quantized
+//!   to Q8_0 on the fly, in the session's scratch.
 //! * [`Session`] runs the model one token at a time on a caller-supplied,
 //!   constant-size state and scratch buffer.
 //! * [`Sampler`] picks tokens from the logits with fixed memory.
+//! * [`snapshot`]: a session and its sampler saved to bytes and restored
+//!   ([`Session::save_snapshot`], [`Session::restore_snapshot`]), refused
+//!   if damaged or from another model.
 //!
 //! ```no_run
 //! use latte_core::{Model, Sampler, SamplerConfig, Session};
@@ -35,21 +43,28 @@
 
 pub mod config;
 pub mod error;
+mod hash;
 pub mod latte;
 mod load;
 pub mod model;
 pub mod ops;
 pub mod sampler;
 pub mod session;
+pub mod snapshot;
 pub mod tensor;
+mod wire;
 
 pub use config::{Config, Position};
 pub use error::{Error, TensorName};
 pub use latte::{LatteLayer, LayerState};
+/// The kernel crate, re-exported so callers name the same types.
+pub use latte_kernels;
+pub use latte_kernels::{BlockQ4_0, BlockQ8_0, KernelPath, Kernels};
 pub use model::{LayerWeights, Model, Weights};
 pub use sampler::{Sampler, SamplerConfig};
 pub use session::Session;
-pub use tensor::{Matrix, MatrixData, Norm};
+pub use snapshot::SnapshotInfo;
+pub use tensor::{q8_0_scratch_len, Matrix, MatrixData, Norm};
 
 /// Most layers a [`Model`] can have (one fixed slot each, no allocator).
 pub const MAX_LAYERS: usize = 32;

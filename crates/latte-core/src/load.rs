@@ -107,7 +107,16 @@ fn check_shape(t: &TensorInfo<'_>, name: TensorName, expected: [u64; 2]) -> Resu
     }
 }
 
-/// An F32 or F16 `rows x cols` matrix (`ne = [cols, rows]`).
+/// Maps a block cast failure to this crate's errors.
+fn cast_err(e: latte_kernels::CastError, tensor: TensorName, len: usize) -> Error {
+    match e {
+        latte_kernels::CastError::Misaligned { align } => Error::Misaligned { tensor, align },
+        latte_kernels::CastError::Length { .. } => Error::TensorData { tensor, len },
+    }
+}
+
+/// An F32, F16, Q8_0 or Q4_0 `rows x cols` matrix (`ne = [cols, rows]`).
+/// Quantized rows must be whole blocks, and every block's scale finite.
 fn matrix<'a>(
     g: &Gguf<'a>,
     name: TensorName,
@@ -115,9 +124,29 @@ fn matrix<'a>(
     cols: usize,
 ) -> Result<Matrix<'a>, Error> {
     let t = find(g, name)?;
+    let len = t.data.len();
     let data = match t.ty {
         GgmlType::F32 => MatrixData::F32(cast_f32(t.data, name)?),
         GgmlType::F16 => MatrixData::F16(cast_f16(t.data, name)?),
+        GgmlType::Q8_0 | GgmlType::Q4_0 => {
+            check_shape(&t, name, [cols as u64, rows as u64])?;
+            if !cols.is_multiple_of(latte_kernels::QK) {
+                return Err(Error::QuantizedRowLength {
+                    tensor: Some(name),
+                    ggml_type: t.ty.id(),
+                    cols,
+                });
+            }
+            if t.ty == GgmlType::Q8_0 {
+                MatrixData::Q8_0(
+                    latte_kernels::cast_q8_0(t.data).map_err(|e| cast_err(e, name, len))?,
+                )
+            } else {
+                MatrixData::Q4_0(
+                    latte_kernels::cast_q4_0(t.data).map_err(|e| cast_err(e, name, len))?,
+                )
+            }
+        }
         other => {
             return Err(Error::UnsupportedTensorType {
                 tensor: name,
@@ -126,9 +155,22 @@ fn matrix<'a>(
         }
     };
     check_shape(&t, name, [cols as u64, rows as u64])?;
-    Matrix::new(rows, cols, data).map_err(|_| Error::TensorData {
-        tensor: name,
-        len: t.data.len(),
+    Matrix::new(rows, cols, data).map_err(|e| match e {
+        Error::QuantizedRowLength {
+            ggml_type, cols, ..
+        } => Error::QuantizedRowLength {
+            tensor: Some(name),
+            ggml_type,
+            cols,
+        },
+        Error::BlockScaleNotFinite {
+            ggml_type, block, ..
+        } => Error::BlockScaleNotFinite {
+            tensor: Some(name),
+            ggml_type,
+            block,
+        },
+        _ => Error::TensorData { tensor: name, len },
     })
 }
 
@@ -166,6 +208,9 @@ impl<'a> Model<'a> {
     /// weights in place. Validation happens once, here; stepping never
     /// re-checks the file.
     ///
+    /// The matrix-vector products use [`latte_kernels::Kernels::best`]
+    /// unless [`Model::set_kernels`] picks another path.
+    ///
     /// `bytes` must be 4-byte aligned (F32 data is read in place): load it
     /// with `mmap`, into a `Vec<u32>`/`Vec<f32>`, or through an aligned
     /// `include_bytes!` wrapper.
@@ -175,7 +220,11 @@ impl<'a> Model<'a> {
     /// [`Error::MetadataType`] for the hyper-parameter keys;
     /// everything [`Config::validate`] reports;
     /// [`Error::UnknownPositionEncoding`]; [`Error::MissingTensor`],
-    /// [`Error::UnsupportedTensorType`] (weights must be F32 or F16),
+    /// [`Error::UnsupportedTensorType`] (weights must be F32, F16, Q8_0 or
+    /// Q4_0), [`Error::QuantizedRowLength`] (a quantized matrix whose row
+    /// length is not a multiple of 32), [`Error::BlockScaleNotFinite`]
+    /// (a quantized block with a NaN or infinite scale: every block is
+    /// checked here, once),
     /// [`Error::NotF32`] (norms and biases), [`Error::TensorShape`] naming
     /// the tensor; [`Error::Misaligned`] when the buffer is not aligned;
     /// [`Error::VaporFrequencyCount`] / [`Error::VaporFrequencyNotFinite`].

@@ -2,9 +2,11 @@
 
 use crate::config::{Config, Position};
 use crate::error::{Error, TensorName};
+use crate::hash::Fnv64;
 use crate::latte::LatteLayer;
-use crate::tensor::{Matrix, Norm};
+use crate::tensor::{q8_0_scratch_len, Matrix, MatrixData, Norm};
 use crate::MAX_LAYERS;
+use latte_kernels::{Kernels, QK};
 
 /// Weights of one block, as given to [`Model::from_parts`]. Matrices are
 /// `rows = outputs` (see [`Matrix`]); shapes in terms of [`Config`]:
@@ -123,6 +125,51 @@ pub struct Model<'a> {
     pub(crate) output: Matrix<'a>,
     pub(crate) output_bias: &'a [f32],
     pub(crate) frequencies: Frequencies<'a>,
+    pub(crate) fingerprint: u64,
+    /// The kernel table every matrix-vector product goes through.
+    pub(crate) kernels: Kernels,
+    /// `f32` elements of scratch for `Q8_0`-quantized activations (0 when
+    /// no matrix is quantized); see [`Model::quant_scratch_len`].
+    pub(crate) quant_scratch: usize,
+}
+
+fn hash_matrix(h: &mut Fnv64, m: &Matrix<'_>) {
+    h.usize(m.rows());
+    h.usize(m.cols());
+    match m.data() {
+        MatrixData::F32(d) => {
+            h.u8(0);
+            h.f32s(d);
+        }
+        MatrixData::F16(d) => {
+            h.u8(1);
+            h.f16s(d);
+        }
+        MatrixData::Q8_0(d) => {
+            h.u8(8);
+            for b in d {
+                h.bytes(&b.d.to_le_bytes());
+                h.bytes(&b.qs.map(|q| q as u8));
+            }
+        }
+        MatrixData::Q4_0(d) => {
+            h.u8(2);
+            for b in d {
+                h.bytes(&b.d.to_le_bytes());
+                h.bytes(&b.qs);
+            }
+        }
+    }
+}
+
+fn hash_vector(h: &mut Fnv64, v: &[f32]) {
+    h.usize(v.len());
+    h.f32s(v);
+}
+
+fn hash_norm(h: &mut Fnv64, n: &Norm<'_>) {
+    hash_vector(h, n.weight);
+    hash_vector(h, n.bias);
 }
 
 /// Expected `ne` of a `rows x cols` matrix.
@@ -275,7 +322,7 @@ impl<'a> Model<'a> {
                 frequencies
             }
         };
-        Ok(Model {
+        let mut model = Model {
             config,
             token_embd,
             blocks,
@@ -283,7 +330,90 @@ impl<'a> Model<'a> {
             output,
             output_bias,
             frequencies,
-        })
+            fingerprint: 0,
+            kernels: Kernels::best(),
+            quant_scratch: 0,
+        };
+        let blocks = model.quantized_input_blocks();
+        if blocks > 0 {
+            model.quant_scratch = q8_0_scratch_len(blocks);
+            config
+                .scratch_len()
+                .checked_add(model.quant_scratch)
+                .ok_or(Error::SizeOverflow)?;
+        }
+        model.fingerprint = model.compute_fingerprint();
+        Ok(model)
+    }
+
+    /// FNV-1a 64 over what the computation depends on, in a fixed order:
+    /// the sizes, epsilon and position scheme, then every weight (element
+    /// type, shape, little-endian bytes) in FORMAT.md's tensor order, then the
+    /// VAPOR angles. Not hashed: `context_length` and other metadata that do
+    /// not change a single logit, and the container layout (tensor order and
+    /// offsets in the file).
+    fn compute_fingerprint(&self) -> u64 {
+        let c = &self.config;
+        let mut h = Fnv64::new();
+        h.bytes(b"latte-model-v1");
+        for v in [
+            c.vocab_size,
+            c.d_model,
+            c.n_layers,
+            c.n_heads,
+            c.n_latents,
+            c.d_ff,
+        ] {
+            h.usize(v);
+        }
+        h.bytes(&c.ln_eps.to_bits().to_le_bytes());
+        h.u8(match c.position {
+            Position::Sinusoidal => 0,
+            Position::Vapor => 1,
+        });
+        hash_matrix(&mut h, &self.token_embd);
+        for b in self.blocks.iter().take(c.n_layers) {
+            hash_norm(&mut h, &b.attn_norm);
+            for m in b.latte.matrices() {
+                hash_matrix(&mut h, m);
+            }
+            hash_norm(&mut h, &b.ffn_norm);
+            hash_matrix(&mut h, &b.ffn_up);
+            hash_vector(&mut h, b.ffn_up_bias);
+            hash_matrix(&mut h, &b.ffn_down);
+            hash_vector(&mut h, b.ffn_down_bias);
+        }
+        hash_norm(&mut h, &self.output_norm);
+        hash_matrix(&mut h, &self.output);
+        hash_vector(&mut h, self.output_bias);
+        h.usize(self.frequencies.len());
+        for f in self.frequencies.iter() {
+            h.bytes(&f.to_bits().to_le_bytes());
+        }
+        h.finish()
+    }
+
+    /// A 64-bit fingerprint of the model: FNV-1a over its hyper-parameters
+    /// and every weight byte. Two models get the same value only if they
+    /// compute the same logits (up to a 2^-64 chance of collision); the same
+    /// weights loaded from a file or given to [`Model::from_parts`] get the
+    /// same value. Snapshots ([`crate::Session::save_snapshot`]) carry it so
+    /// they are never restored into another model.
+    ///
+    /// Hashed: V, D, N, H, L, F, the LayerNorm epsilon, the position scheme,
+    /// each weight's element type, shape and little-endian bytes in
+    /// FORMAT.md's tensor order, and the VAPOR angles. Not hashed:
+    /// `context_length`, `general.name` and the container layout.
+    ///
+    /// **Cost**: it is computed once, when the model is loaded
+    /// ([`Model::from_gguf`], [`Model::from_parts`]), by reading every weight
+    /// byte once; this accessor is then free. FNV-1a works a byte at a time:
+    /// about 1 ns per byte on a laptop core (5 ms for the 4.6 MB
+    /// `latte-micro` in release builds), and on a 32-bit microcontroller
+    /// roughly 8 to 10 cycles per byte plus the flash read, e.g. about 0.15 s
+    /// per MB of weights at 64 MHz, 20 to 40 ms per MB at 480 MHz.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     /// The hyper-parameters.
@@ -303,9 +433,61 @@ impl<'a> Model<'a> {
     }
 
     /// `f32` elements of scratch a [`crate::Session`] needs (see
-    /// [`crate::Session`] for the layout).
+    /// [`crate::Session`] for the layout): [`Config::scratch_len`] plus
+    /// [`Model::quant_scratch_len`].
     pub fn scratch_len(&self) -> usize {
-        self.config.scratch_len()
+        self.config.scratch_len().saturating_add(self.quant_scratch)
+    }
+
+    /// `f32` elements at the end of the scratch that hold activations
+    /// quantized to `Q8_0` for the quantized matrices: `ceil(34 * B / 4)`
+    /// where `B = cols / 32` of the widest quantized matrix (`D / 32`, or
+    /// `F / 32` when `ffn_down` is quantized); 0 for float models.
+    pub fn quant_scratch_len(&self) -> usize {
+        self.quant_scratch
+    }
+
+    /// The kernel table the matrix-vector products use: [`Kernels::best`]
+    /// (chosen at load: at run time with the `std` feature, from the
+    /// compile-time target features without it) unless replaced with
+    /// [`Model::set_kernels`].
+    pub fn kernels(&self) -> &Kernels {
+        &self.kernels
+    }
+
+    /// Uses `kernels` for every matrix-vector product of sessions started
+    /// on this model from now on, e.g. `Kernels::scalar()` or
+    /// `KernelPath::Avx2.kernels()` to test or measure one path. Quantized
+    /// matrices give the same bits on every path; float ones agree within
+    /// rounding.
+    pub fn set_kernels(&mut self, kernels: Kernels) {
+        self.kernels = kernels;
+    }
+
+    /// [`Model::set_kernels`] as a builder.
+    pub fn with_kernels(mut self, kernels: Kernels) -> Self {
+        self.kernels = kernels;
+        self
+    }
+
+    /// Blocks per row of the widest quantized matrix (0 if none).
+    fn quantized_input_blocks(&self) -> usize {
+        let mut widest = 0;
+        let mut see = |m: &Matrix<'_>| {
+            if m.data().is_quantized() {
+                widest = widest.max(m.cols() / QK);
+            }
+        };
+        // token_embd is only looked up by row: no quantized activations.
+        see(&self.output);
+        for b in self.blocks.iter().take(self.config.n_layers) {
+            for m in b.latte.matrices() {
+                see(m);
+            }
+            see(&b.ffn_up);
+            see(&b.ffn_down);
+        }
+        widest
     }
 
     /// `scratch_len() * 4`.

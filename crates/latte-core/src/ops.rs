@@ -32,6 +32,47 @@ pub fn matvec_f16(w: &[f16], cols: usize, x: &[f32], y: &mut [f32]) {
     }
 }
 
+/// Like [`matvec_f32`] for a `Q8_0` matrix (`cols / 32` blocks per row):
+/// each weight is dequantized (`q * d`) and the products summed
+/// sequentially in `f32`. The activations are not quantized: this is the
+/// float reference of the quantized product.
+pub fn matvec_q8_0_dequant(w: &[latte_kernels::BlockQ8_0], cols: usize, x: &[f32], y: &mut [f32]) {
+    let nb = cols / latte_kernels::QK;
+    if nb == 0 {
+        y.fill(0.0);
+        return;
+    }
+    for (out, row) in y.iter_mut().zip(w.chunks_exact(nb)) {
+        let mut acc = 0.0f32;
+        let values = row
+            .iter()
+            .flat_map(|b| b.qs.iter().map(move |&q| q as f32 * b.scale()));
+        for (wv, xv) in values.zip(x) {
+            acc += wv * xv;
+        }
+        *out = acc;
+    }
+}
+
+/// Like [`matvec_q8_0_dequant`] for `Q4_0` weights (`(q - 8) * d`).
+pub fn matvec_q4_0_dequant(w: &[latte_kernels::BlockQ4_0], cols: usize, x: &[f32], y: &mut [f32]) {
+    let nb = cols / latte_kernels::QK;
+    if nb == 0 {
+        y.fill(0.0);
+        return;
+    }
+    for (out, row) in y.iter_mut().zip(w.chunks_exact(nb)) {
+        let mut acc = 0.0f32;
+        let values = row.iter().flat_map(|b| {
+            (0..latte_kernels::QK).map(move |j| (b.quant(j) as i32 - 8) as f32 * b.scale())
+        });
+        for (wv, xv) in values.zip(x) {
+            acc += wv * xv;
+        }
+        *out = acc;
+    }
+}
+
 /// Dot product of two `f32` vectors (sequential sum).
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = 0.0f32;

@@ -20,9 +20,14 @@
 
 use crate::error::Error;
 use crate::ops;
+use crate::wire::{Reader, Writer};
 
 /// Largest supported `repeat_last_n`.
 pub const MAX_REPEAT_LAST_N: usize = 256;
+
+/// Bytes of a sampler's saved state ([`Sampler::save_state`]), whatever its
+/// settings: the configuration, the PRNG state and the whole penalty window.
+pub const SAMPLER_STATE_BYTES: usize = 48 + 4 * MAX_REPEAT_LAST_N;
 
 /// Sampler settings. [`SamplerConfig::default`] is greedy with no penalty.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -112,6 +117,132 @@ impl Sampler {
     /// The configuration.
     pub fn config(&self) -> &SamplerConfig {
         &self.cfg
+    }
+
+    /// Replaces the settings and keeps the PRNG state (call
+    /// [`Sampler::reseed`] to restart it) and the most recent
+    /// `min(stored, cfg.repeat_last_n)` tokens of the penalty window, so a
+    /// restored conversation can go on with other settings. `cfg.seed` is
+    /// recorded but not applied.
+    ///
+    /// Errors: as [`Sampler::new`]; nothing changes then.
+    pub fn set_config(&mut self, cfg: SamplerConfig) -> Result<(), Error> {
+        let fresh = Sampler::new(cfg)?;
+        // Oldest to newest: the ring starts at `next` once it is full.
+        let old_n = self.cfg.repeat_last_n;
+        let mut ordered = [0u32; MAX_REPEAT_LAST_N];
+        let filled = self.filled.min(old_n).min(MAX_REPEAT_LAST_N);
+        let start = if filled == old_n { self.next } else { 0 };
+        for (i, slot) in ordered.iter_mut().take(filled).enumerate() {
+            let idx = (start + i) % old_n.max(1);
+            *slot = self.window.get(idx).copied().unwrap_or(0);
+        }
+        let rng = self.rng;
+        *self = fresh;
+        self.rng = rng;
+        let keep = filled.min(cfg.repeat_last_n);
+        for &t in &ordered[filled - keep..filled] {
+            self.accept(t);
+        }
+        Ok(())
+    }
+
+    /// Writes the complete sampler state (settings, PRNG state, penalty
+    /// window) to `out[..SAMPLER_STATE_BYTES]`, little-endian, and returns
+    /// [`SAMPLER_STATE_BYTES`]. [`Sampler::restore_state`] reads it back into
+    /// a sampler that draws the same tokens from then on.
+    ///
+    /// Layout (byte offsets): 0 temperature (`f32` bits), 4 `top_p`, 8
+    /// `repeat_penalty`, 12 `repeat_last_n` (`u32`), 16 `top_k` (`u64`), 24
+    /// seed, 32 PRNG state, 40 window fill (`u32`), 44 next window slot
+    /// (`u32`), 48 the window (`MAX_REPEAT_LAST_N` `u32`s).
+    ///
+    /// Errors: [`Error::SnapshotBufferTooSmall`] when `out` is shorter.
+    pub fn save_state(&self, out: &mut [u8]) -> Result<usize, Error> {
+        let got = out.len();
+        let out = out
+            .get_mut(..SAMPLER_STATE_BYTES)
+            .ok_or(Error::SnapshotBufferTooSmall {
+                need: SAMPLER_STATE_BYTES,
+                got,
+            })?;
+        let c = &self.cfg;
+        let mut w = Writer::new(out);
+        w.put(&c.temperature.to_bits().to_le_bytes());
+        w.put(&c.top_p.to_bits().to_le_bytes());
+        w.put(&c.repeat_penalty.to_bits().to_le_bytes());
+        w.put(&(c.repeat_last_n as u32).to_le_bytes());
+        w.put(&(c.top_k as u64).to_le_bytes());
+        w.put(&c.seed.to_le_bytes());
+        w.put(&self.rng.to_le_bytes());
+        w.put(&(self.filled as u32).to_le_bytes());
+        w.put(&(self.next as u32).to_le_bytes());
+        for t in &self.window {
+            w.put(&t.to_le_bytes());
+        }
+        Ok(SAMPLER_STATE_BYTES)
+    }
+
+    /// Rebuilds a sampler from [`Sampler::save_state`]'s bytes (only the
+    /// first [`SAMPLER_STATE_BYTES`] are read). Everything is validated, so
+    /// hostile bytes give an error, never a sampler that misbehaves.
+    ///
+    /// Errors: [`Error::SnapshotTruncated`] when `bytes` is too short;
+    /// [`Error::SnapshotInvalid`] for settings [`Sampler::new`] would
+    /// refuse, a `top_k` that does not fit `usize`, a zero PRNG state, or
+    /// window positions outside `repeat_last_n`.
+    pub fn restore_state(bytes: &[u8]) -> Result<Sampler, Error> {
+        let b = bytes
+            .get(..SAMPLER_STATE_BYTES)
+            .ok_or(Error::SnapshotTruncated {
+                need: SAMPLER_STATE_BYTES,
+                got: bytes.len(),
+            })?;
+        let mut r = Reader::new(b);
+        let temperature = f32::from_bits(r.u32());
+        let top_p = f32::from_bits(r.u32());
+        let repeat_penalty = f32::from_bits(r.u32());
+        let repeat_last_n = r.u32() as usize;
+        let top_k = usize::try_from(r.u64()).map_err(|_| Error::SnapshotInvalid {
+            what: "sampler top_k does not fit this target",
+        })?;
+        let seed = r.u64();
+        let rng = r.u64();
+        let filled = r.u32() as usize;
+        let next = r.u32() as usize;
+        let cfg = SamplerConfig {
+            temperature,
+            top_k,
+            top_p,
+            repeat_penalty,
+            repeat_last_n,
+            seed,
+        };
+        let mut s = Sampler::new(cfg).map_err(|_| Error::SnapshotInvalid {
+            what: "sampler settings",
+        })?;
+        if rng == 0 {
+            return Err(Error::SnapshotInvalid {
+                what: "sampler PRNG state is zero",
+            });
+        }
+        let next_ok = if repeat_last_n == 0 {
+            next == 0
+        } else {
+            next < repeat_last_n
+        };
+        if filled > repeat_last_n || !next_ok {
+            return Err(Error::SnapshotInvalid {
+                what: "sampler penalty window positions",
+            });
+        }
+        s.rng = rng;
+        s.filled = filled;
+        s.next = next;
+        for slot in s.window.iter_mut() {
+            *slot = r.u32();
+        }
+        Ok(s)
     }
 
     /// Restarts the PRNG from `seed` (the penalty window is kept).

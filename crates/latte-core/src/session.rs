@@ -18,7 +18,11 @@ use crate::sampler::Sampler;
 /// normalised input `a` (D), block output `o` (D), `logits` (V), the VAPOR
 /// cos/sin table (`Dh`, VAPOR only), then one temporary area of
 /// `max(2L + 2D, F, 2V)` shared in turn by the Latte layer (`q, k, v, y`),
-/// the MLP hidden vector (F) and the sampler (`probs`, `work`, V each).
+/// the MLP hidden vector (F) and the sampler (`probs`, `work`, V each),
+/// then, only for models with quantized matrices,
+/// [`Model::quant_scratch_len`] elements whose bytes hold the input of the
+/// current matrix-vector product quantized to `Q8_0` (34-byte blocks, `D /
+/// 32` of them, or `F / 32` when `ffn_down` is quantized).
 ///
 /// Longer buffers are accepted; only their prefixes are used.
 #[derive(Debug)]
@@ -36,16 +40,19 @@ struct Areas<'s> {
     logits: &'s mut [f32],
     rot: &'s mut [f32],
     tmp: &'s mut [f32],
+    quant: &'s mut [f32],
 }
 
-/// Splits a scratch buffer of at least `c.scratch_len()` elements into its areas.
-fn split_areas<'s>(scratch: &'s mut [f32], c: &Config) -> Areas<'s> {
+/// Splits a scratch buffer of exactly `model.scratch_len()` elements into
+/// its areas (`quant_len` = [`Model::quant_scratch_len`]).
+fn split_areas<'s>(scratch: &'s mut [f32], c: &Config, quant_len: usize) -> Areas<'s> {
     let (d, v, r) = (c.d_model, c.vocab_size, c.rotation_len());
     let (h, rest) = scratch.split_at_mut(d);
     let (a, rest) = rest.split_at_mut(d);
     let (o, rest) = rest.split_at_mut(d);
     let (logits, rest) = rest.split_at_mut(v);
-    let (rot, tmp) = rest.split_at_mut(r);
+    let (rot, rest) = rest.split_at_mut(r);
+    let (tmp, quant) = rest.split_at_mut(rest.len() - quant_len.min(rest.len()));
     Areas {
         h,
         a,
@@ -53,6 +60,7 @@ fn split_areas<'s>(scratch: &'s mut [f32], c: &Config) -> Areas<'s> {
         logits,
         rot,
         tmp,
+        quant,
     }
 }
 
@@ -96,7 +104,11 @@ impl<'m, 'a, 'b> Session<'m, 'a, 'b> {
     }
 
     fn areas(&mut self) -> Areas<'_> {
-        split_areas(self.scratch, &self.model.config)
+        split_areas(
+            self.scratch,
+            &self.model.config,
+            self.model.quant_scratch_len(),
+        )
     }
 
     /// Returns to position 0 with the initial state (`S = 0, n = 0,
@@ -148,7 +160,9 @@ impl<'m, 'a, 'b> Session<'m, 'a, 'b> {
             logits,
             rot,
             tmp,
-        } = split_areas(self.scratch, &c);
+            quant,
+        } = split_areas(self.scratch, &c, model.quant_scratch_len());
+        let k = model.kernels();
         model.token_embd.row_into(token as usize, h);
         let rotation = match c.position {
             Position::Sinusoidal => {
@@ -160,16 +174,17 @@ impl<'m, 'a, 'b> Session<'m, 'a, 'b> {
         for block in &model.blocks[..c.n_layers] {
             let st = states.next().unwrap_or(&mut []);
             ops::layer_norm(h, block.attn_norm.weight, block.attn_norm.bias, c.ln_eps, a);
+            let latte_tmp = &mut tmp[..2 * l + 2 * d];
             block
                 .latte
-                .step(a, st, rotation, &mut tmp[..2 * l + 2 * d], o)?;
+                .step_inner(k, a, st, rotation, latte_tmp, quant, o)?;
             ops::add_assign(h, o);
             ops::layer_norm(h, block.ffn_norm.weight, block.ffn_norm.bias, c.ln_eps, a);
             let hidden = &mut tmp[..f];
-            block.ffn_up.matvec(a, hidden);
+            block.ffn_up.matvec_quantizing(k, a, quant, hidden);
             ops::add_assign(hidden, block.ffn_up_bias);
             ops::gelu_tanh_in_place(hidden);
-            block.ffn_down.matvec(hidden, o);
+            block.ffn_down.matvec_quantizing(k, hidden, quant, o);
             ops::add_assign(o, block.ffn_down_bias);
             ops::add_assign(h, o);
         }
@@ -180,7 +195,7 @@ impl<'m, 'a, 'b> Session<'m, 'a, 'b> {
             c.ln_eps,
             a,
         );
-        model.output.matvec(a, logits);
+        model.output.matvec_quantizing(k, a, quant, logits);
         ops::add_assign(logits, model.output_bias);
         self.pos = pos.saturating_add(1);
         Ok(self.logits())
@@ -230,6 +245,18 @@ impl<'m, 'a, 'b> Session<'m, 'a, 'b> {
     /// type's documentation).
     pub fn state(&self) -> &[f32] {
         self.state
+    }
+
+    pub(crate) fn state_mut(&mut self) -> &mut [f32] {
+        self.state
+    }
+
+    pub(crate) fn logits_mut(&mut self) -> &mut [f32] {
+        self.areas().logits
+    }
+
+    pub(crate) fn set_position(&mut self, pos: u64) {
+        self.pos = pos;
     }
 
     /// Layer `layer`'s state split into `S`, `n`, `m` (`None` past the last layer).

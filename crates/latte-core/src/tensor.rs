@@ -1,9 +1,20 @@
 //! Read-only weight views borrowed from the model bytes.
 
 use half::f16;
+use latte_kernels::{BlockQ4_0, BlockQ8_0, Kernels, QK};
 
 use crate::error::{Error, TensorName};
 use crate::ops;
+
+/// Bytes of one `Q8_0` block (`f16` scale + 32 `i8`).
+const Q8_0_BYTES: usize = core::mem::size_of::<BlockQ8_0>();
+
+/// `f32` elements of scratch that hold `blocks` `Q8_0` blocks of quantized
+/// activations: `ceil(34 * blocks / 4)` (the blocks are read in place from
+/// the `f32` buffer's bytes). Saturates instead of overflowing.
+pub const fn q8_0_scratch_len(blocks: usize) -> usize {
+    blocks.saturating_mul(Q8_0_BYTES).div_ceil(4)
+}
 
 /// Element storage of a [`Matrix`], borrowed in place.
 #[derive(Clone, Copy, Debug)]
@@ -12,14 +23,49 @@ pub enum MatrixData<'a> {
     F32(&'a [f32]),
     /// IEEE half precision, widened to `f32` on use.
     F16(&'a [f16]),
+    /// ggml `Q8_0` blocks (GGUF type 8): 32 values per block, `cols / 32`
+    /// blocks per row. Multiplied with activations quantized to `Q8_0`.
+    Q8_0(&'a [BlockQ8_0]),
+    /// ggml `Q4_0` blocks (GGUF type 2): 32 values per block, `cols / 32`
+    /// blocks per row. Multiplied with activations quantized to `Q8_0`.
+    Q4_0(&'a [BlockQ4_0]),
 }
 
 impl MatrixData<'_> {
-    /// Number of stored elements.
+    /// Number of stored elements (32 per quantized block).
     pub fn len(&self) -> usize {
         match self {
             MatrixData::F32(d) => d.len(),
             MatrixData::F16(d) => d.len(),
+            MatrixData::Q8_0(d) => d.len().saturating_mul(QK),
+            MatrixData::Q4_0(d) => d.len().saturating_mul(QK),
+        }
+    }
+
+    /// The GGUF/ggml type id: 0 `F32`, 1 `F16`, 8 `Q8_0`, 2 `Q4_0`.
+    pub fn ggml_type(&self) -> u32 {
+        match self {
+            MatrixData::F32(_) => 0,
+            MatrixData::F16(_) => 1,
+            MatrixData::Q8_0(_) => 8,
+            MatrixData::Q4_0(_) => 2,
+        }
+    }
+
+    /// `true` for the block-quantized types (`Q8_0`, `Q4_0`), whose products
+    /// take `Q8_0`-quantized activations.
+    pub fn is_quantized(&self) -> bool {
+        matches!(self, MatrixData::Q8_0(_) | MatrixData::Q4_0(_))
+    }
+
+    /// Index of the first block whose `f16` scale is NaN or infinite.
+    fn first_bad_scale(&self) -> Option<usize> {
+        // f16 exponent all ones: infinity or NaN.
+        let bad = |d: u16| d & 0x7C00 == 0x7C00;
+        match self {
+            MatrixData::F32(_) | MatrixData::F16(_) => None,
+            MatrixData::Q8_0(b) => b.iter().position(|b| bad(b.d)),
+            MatrixData::Q4_0(b) => b.iter().position(|b| bad(b.d)),
         }
     }
 
@@ -49,16 +95,38 @@ impl<'a> Matrix<'a> {
     /// Wraps `data` as a `rows x cols` matrix.
     ///
     /// Errors: [`Error::MatrixLength`] unless `data` holds exactly
-    /// `rows * cols` elements.
+    /// `rows * cols` elements; for quantized data
+    /// [`Error::QuantizedRowLength`] unless `cols` is a multiple of 32 (a
+    /// block never spans two rows) and [`Error::BlockScaleNotFinite`] when a
+    /// block's scale is NaN or infinite (every block is checked, once, here).
+    /// These two carry no tensor name (`tensor: None`); the model loader
+    /// names the tensor.
     pub fn new(rows: usize, cols: usize, data: MatrixData<'a>) -> Result<Self, Error> {
         match rows.checked_mul(cols) {
-            Some(n) if n == data.len() => Ok(Matrix { rows, cols, data }),
-            _ => Err(Error::MatrixLength {
-                rows,
-                cols,
-                len: data.len(),
-            }),
+            Some(n) if n == data.len() => {}
+            _ => {
+                return Err(Error::MatrixLength {
+                    rows,
+                    cols,
+                    len: data.len(),
+                })
+            }
         }
+        if data.is_quantized() && !cols.is_multiple_of(QK) {
+            return Err(Error::QuantizedRowLength {
+                tensor: None,
+                ggml_type: data.ggml_type(),
+                cols,
+            });
+        }
+        if let Some(block) = data.first_bad_scale() {
+            return Err(Error::BlockScaleNotFinite {
+                tensor: None,
+                ggml_type: data.ggml_type(),
+                block,
+            });
+        }
+        Ok(Matrix { rows, cols, data })
     }
 
     /// Shorthand for [`Matrix::new`] with `f32` data.
@@ -69,6 +137,16 @@ impl<'a> Matrix<'a> {
     /// Shorthand for [`Matrix::new`] with `f16` data.
     pub fn from_f16(rows: usize, cols: usize, data: &'a [f16]) -> Result<Self, Error> {
         Self::new(rows, cols, MatrixData::F16(data))
+    }
+
+    /// Shorthand for [`Matrix::new`] with `Q8_0` blocks (`rows * cols / 32`).
+    pub fn from_q8_0(rows: usize, cols: usize, data: &'a [BlockQ8_0]) -> Result<Self, Error> {
+        Self::new(rows, cols, MatrixData::Q8_0(data))
+    }
+
+    /// Shorthand for [`Matrix::new`] with `Q4_0` blocks (`rows * cols / 32`).
+    pub fn from_q4_0(rows: usize, cols: usize, data: &'a [BlockQ4_0]) -> Result<Self, Error> {
+        Self::new(rows, cols, MatrixData::Q4_0(data))
     }
 
     /// Number of rows (outputs).
@@ -86,7 +164,11 @@ impl<'a> Matrix<'a> {
         self.data
     }
 
-    /// `y[r] = sum_c W[r][c] x[c]` for `r < rows`.
+    /// `y[r] = sum_c W[r][c] x[c]` for `r < rows`, the plain scalar float
+    /// product (sequential `f32` sums). Quantized weights are dequantized on
+    /// the fly and `x` is used as is (not quantized), so this is the float
+    /// reference of a quantized matrix, not what a [`crate::Session`]
+    /// computes; see [`Matrix::matvec_with`] for that.
     ///
     /// Contract: `x.len() == cols` and `y.len() == rows`. Shorter slices are
     /// not an error: only the common prefix is computed (never a panic).
@@ -94,17 +176,91 @@ impl<'a> Matrix<'a> {
         match self.data {
             MatrixData::F32(w) => ops::matvec_f32(w, self.cols, x, y),
             MatrixData::F16(w) => ops::matvec_f16(w, self.cols, x, y),
+            MatrixData::Q8_0(w) => ops::matvec_q8_0_dequant(w, self.cols, x, y),
+            MatrixData::Q4_0(w) => ops::matvec_q4_0_dequant(w, self.cols, x, y),
         }
     }
 
-    /// Copies row `r` into `out` (widening `f16`), e.g. an embedding lookup.
-    /// Returns `false` (and writes nothing) when `r >= rows`.
+    /// `y = W x` as a [`crate::Session`] computes it, with `kernels`: `f32`
+    /// and `f16` weights through the kernels' float matrix-vector products;
+    /// `Q8_0` and `Q4_0` weights quantize `x` to `Q8_0` into `x_q` first
+    /// (`cols / 32` blocks; unused for float weights) and use the integer
+    /// kernels, which give the same bits on every kernel path.
+    ///
+    /// Contract: `x.len() == cols`, `y.len() == rows`, `x_q.len() >= cols /
+    /// 32` for quantized weights. Shorter slices are not an error (never a
+    /// panic): only what they hold is used.
+    pub fn matvec_with(&self, kernels: &Kernels, x: &[f32], x_q: &mut [BlockQ8_0], y: &mut [f32]) {
+        let x = &x[..x.len().min(self.cols)];
+        let xq: &[BlockQ8_0] = if self.data.is_quantized() {
+            let nb = (x.len() / QK).min(x_q.len());
+            let xq = &mut x_q[..nb];
+            kernels.quantize_q8_0(x, xq);
+            xq
+        } else {
+            &[]
+        };
+        self.matvec_prepared(kernels, x, xq, y);
+    }
+
+    /// [`Matrix::matvec_with`] with the quantized activations taken from
+    /// the scratch area `area` (see [`quantize_input`]).
+    pub(crate) fn matvec_quantizing(
+        &self,
+        kernels: &Kernels,
+        x: &[f32],
+        area: &mut [f32],
+        y: &mut [f32],
+    ) {
+        let xq = quantize_input(kernels, self.data.is_quantized(), x, area);
+        self.matvec_prepared(kernels, x, xq, y);
+    }
+
+    /// `y = W x` with `x` already quantized to `x_q` for quantized weights.
+    pub(crate) fn matvec_prepared(
+        &self,
+        kernels: &Kernels,
+        x: &[f32],
+        x_q: &[BlockQ8_0],
+        y: &mut [f32],
+    ) {
+        let (rows, cols) = (self.rows, self.cols);
+        match self.data {
+            MatrixData::F32(w) => kernels.matvec_f32(w, rows, cols, x, y),
+            MatrixData::F16(w) => kernels.matvec_f16(w, rows, cols, x, y),
+            MatrixData::Q8_0(w) => kernels.matvec_q8_0(w, rows, cols, x_q, y),
+            MatrixData::Q4_0(w) => kernels.matvec_q4_0(w, rows, cols, x_q, y),
+        }
+    }
+
+    /// Copies row `r` into `out` (widening `f16`, dequantizing the row's
+    /// blocks), e.g. an embedding lookup. Returns `false` (and writes
+    /// nothing) when `r >= rows`.
     pub fn row_into(&self, r: usize, out: &mut [f32]) -> bool {
         if r >= self.rows {
             return false;
         }
         let start = r * self.cols;
+        let (bstart, nb) = (start / QK, self.cols / QK);
         match self.data {
+            MatrixData::Q8_0(w) => {
+                if let Some(row) = w.get(bstart..bstart + nb) {
+                    for (b, o) in row.iter().zip(out.chunks_mut(QK)) {
+                        let mut t = [0.0f32; QK];
+                        latte_kernels::dequantize_row_q8_0(core::slice::from_ref(b), &mut t);
+                        o.copy_from_slice(&t[..o.len()]);
+                    }
+                }
+            }
+            MatrixData::Q4_0(w) => {
+                if let Some(row) = w.get(bstart..bstart + nb) {
+                    for (b, o) in row.iter().zip(out.chunks_mut(QK)) {
+                        let mut t = [0.0f32; QK];
+                        latte_kernels::dequantize_row_q4_0(core::slice::from_ref(b), &mut t);
+                        o.copy_from_slice(&t[..o.len()]);
+                    }
+                }
+            }
             MatrixData::F32(w) => {
                 if let Some(row) = w.get(start..start + self.cols) {
                     for (o, v) in out.iter_mut().zip(row) {
@@ -139,6 +295,30 @@ impl Norm<'_> {
         weight: &[],
         bias: &[],
     };
+}
+
+/// Quantizes `x` to `Q8_0` into the bytes of the scratch area `area` and
+/// returns the blocks (`x.len() / 32` of them, fewer if `area` is shorter
+/// than [`q8_0_scratch_len`]); returns no blocks when `needed` is false.
+pub(crate) fn quantize_input<'s>(
+    kernels: &Kernels,
+    needed: bool,
+    x: &[f32],
+    area: &'s mut [f32],
+) -> &'s [BlockQ8_0] {
+    if !needed {
+        return &[];
+    }
+    let bytes: &mut [u8] = bytemuck::cast_slice_mut(area);
+    let nb = (x.len() / QK).min(bytes.len() / Q8_0_BYTES);
+    match latte_kernels::cast_blocks_mut::<BlockQ8_0>(&mut bytes[..nb * Q8_0_BYTES]) {
+        Ok(blocks) => {
+            kernels.quantize_q8_0(x, blocks);
+            blocks
+        }
+        // Unreachable: `f32` storage is 4-aligned and the length is whole blocks.
+        Err(_) => &[],
+    }
 }
 
 /// Reinterprets little-endian tensor bytes as `f32` in place.

@@ -173,17 +173,24 @@ fn non_f32_norm_and_bias() {
 }
 
 #[test]
-fn quantised_matrix_is_unsupported() {
-    // Q8_0: 32 elements per 34-byte block; D x F = 8 x 32 fits one block per row.
+fn quantised_matrix_types() {
+    // Q8_0 (type 8): 32 elements per 34-byte block; D x F = 8 x 32 has one
+    // block per row, so it loads.
     let mut p = parts();
     let t = p.tensor_mut("blk.0.ffn_down.weight");
     t.ty = GgmlType::Q8_0;
     t.data = vec![0u8; 8 * 34];
+    assert_eq!(load(&p), Ok(()));
+    // Q4_1 (type 3, 20-byte blocks) is a GGUF type the core does not run.
+    let mut p = parts();
+    let t = p.tensor_mut("blk.0.ffn_down.weight");
+    t.ty = GgmlType::Q4_1;
+    t.data = vec![0u8; 8 * 20];
     assert_eq!(
         load(&p),
         Err(Error::UnsupportedTensorType {
             tensor: TensorName::block(0, "ffn_down.weight"),
-            ggml_type: 8
+            ggml_type: 3
         })
     );
 }

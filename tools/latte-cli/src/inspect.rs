@@ -81,6 +81,23 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
         g.data_offset().min(file_len)
     );
 
+    let mut by_type: Vec<(&str, usize, u64)> = Vec::new();
+    for t in g.tensors() {
+        let name = t.ty.name();
+        match by_type.iter_mut().find(|(n, _, _)| *n == name) {
+            Some(e) => {
+                e.1 += 1;
+                e.2 += t.data.len() as u64;
+            }
+            None => by_type.push((name, 1, t.data.len() as u64)),
+        }
+    }
+    let types: Vec<String> = by_type
+        .iter()
+        .map(|(n, count, b)| format!("{n}: {count} tensors, {b} bytes"))
+        .collect();
+    let _ = writeln!(out, "types     {}", types.join("; "));
+
     match latte_core::Model::from_gguf(&bytes) {
         Ok(m) => {
             let _ = writeln!(

@@ -2,16 +2,19 @@
 //! files, generate text and dump logits.
 #![deny(unsafe_code)]
 
+mod bench;
 mod convert;
 mod inspect;
 mod mapped;
+mod perplexity;
 mod run;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// Causal Latte language models: convert, inspect, run.
 #[derive(Parser, Debug)]
@@ -35,6 +38,13 @@ enum Command {
     /// Print, as JSON, the logits after each prompt token:
     /// {"tokens":[...],"logits":[[V floats] per position]}.
     Logits(LogitsArgs),
+    /// Bits per byte and perplexity of a byte-level model over a text file;
+    /// with --reference, also the mean KL divergence KL(reference || model)
+    /// per token and how often both models rank the same token first.
+    Perplexity(PerplexityArgs),
+    /// Prefill and decode speed, and per-token decode latency at context
+    /// lengths 64, 128, ... up to --max-ctx (CSV and SVG plot on request).
+    Bench(BenchArgs),
 }
 
 /// Stored precision of the converted 2-D matrices.
@@ -44,6 +54,13 @@ pub enum OutDtype {
     F32,
     /// IEEE half precision (norms and biases stay f32).
     F16,
+    /// ggml Q8_0: blocks of 32 values, 8-bit quants and an f16 scale.
+    #[value(name = "q8_0")]
+    Q8_0,
+    /// ggml Q4_0: blocks of 32 values, 4-bit quants and an f16 scale
+    /// (token_embd and output default to q8_0).
+    #[value(name = "q4_0")]
+    Q4_0,
 }
 
 #[derive(Args, Debug)]
@@ -68,9 +85,17 @@ pub struct ConvertArgs {
     /// only; default: latte.config's vapor_base, else 10000).
     #[arg(long, value_name = "B", allow_negative_numbers = true)]
     pub vapor_base: Option<f64>,
-    /// Precision of the 2-D matrices; norms and biases are always f32.
+    /// Precision of the 2-D matrices; norms and biases are always f32, and
+    /// with q4_0 token_embd and output are q8_0 (at least 8-bit). A
+    /// quantized matrix needs rows whose length is a multiple of 32.
     #[arg(long, value_enum, default_value_t = OutDtype::F32)]
     pub dtype: OutDtype,
+    /// Type of the matrices whose GGUF name matches PATTERN (`*` matches
+    /// anything, the whole name must match; the last matching flag wins),
+    /// e.g. --tensor-type 'blk.*.ffn_*=q4_0' --tensor-type 'output.weight=f16'.
+    /// TYPE: f32, f16, q8_0 or q4_0. Norms and biases stay f32.
+    #[arg(long = "tensor-type", value_name = "PATTERN=TYPE")]
+    pub tensor_type: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -88,8 +113,21 @@ pub struct RunArgs {
     #[arg(short, long)]
     pub model: PathBuf,
     /// Prompt text (UTF-8, not empty); its bytes are the prompt tokens.
-    #[arg(short, long, value_parser = clap::value_parser!(OsString))]
-    pub prompt: OsString,
+    /// Optional with --load-state: it is then fed after the restored state.
+    #[arg(short, long, value_parser = clap::value_parser!(OsString), required_unless_present = "load_state")]
+    pub prompt: Option<OsString>,
+    /// Continue from a state saved with --save-state (same model only): the
+    /// sampler continues as saved too; sampling flags given here replace its
+    /// settings, and --seed restarts its random numbers.
+    #[arg(long, value_name = "FILE")]
+    pub load_state: Option<PathBuf>,
+    /// After generating, save the state (position, recurrent state, sampler)
+    /// to FILE, to continue later with --load-state.
+    #[arg(long, value_name = "FILE")]
+    pub save_state: Option<PathBuf>,
+    /// Sampling flags given on the command line (filled in by `main`, not a flag).
+    #[arg(skip)]
+    pub explicit: Vec<&'static str>,
     /// Number of tokens to generate.
     #[arg(short = 'n', long = "n-predict", value_name = "N", default_value_t = 128, value_parser = parse_count, allow_negative_numbers = true)]
     pub n_predict: usize,
@@ -123,8 +161,87 @@ pub struct LogitsArgs {
     #[arg(short, long, value_parser = clap::value_parser!(OsString))]
     pub prompt: Option<OsString>,
     /// Token ids instead of a prompt, comma-separated (e.g. 3,1,4,1,5).
-    #[arg(long, value_name = "IDS")]
+    #[arg(long, value_name = "IDS", allow_negative_numbers = true)]
     pub tokens: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PerplexityArgs {
+    /// Model file (.gguf), byte-level (vocabulary of at most 256 tokens).
+    #[arg(short, long)]
+    pub model: PathBuf,
+    /// Text file; its bytes are the tokens.
+    #[arg(short = 'f', long = "file", value_name = "TEXT")]
+    pub file: PathBuf,
+    /// Another model file run on the same bytes: adds the mean
+    /// KL(reference || model) per token (nats) and the same-top-token rate.
+    #[arg(long, value_name = "OTHER.gguf")]
+    pub reference: Option<PathBuf>,
+    /// Score windows of N bytes, starting every window from the initial
+    /// state (its first byte is context only). Default: the whole file as one
+    /// continuous sequence (every byte after the first is scored).
+    #[arg(long, value_name = "N", value_parser = parse_ctx)]
+    pub ctx: Option<usize>,
+    /// Use only the first N bytes of the file.
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub max_bytes: Option<usize>,
+    /// Print the results as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Model file (.gguf), byte-level (vocabulary of at most 256 tokens).
+    #[arg(short, long)]
+    pub model: PathBuf,
+    /// Prompt bytes fed for the prefill measurement.
+    #[arg(long, value_name = "N", default_value_t = 512, value_parser = parse_positive)]
+    pub prefill: usize,
+    /// Tokens generated (greedy) for the decode measurement.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = parse_positive)]
+    pub decode: usize,
+    /// Longest context for the latency curve: a power of two >= 64.
+    #[arg(long, value_name = "N", default_value_t = 65_536, value_parser = parse_max_ctx)]
+    pub max_ctx: usize,
+    /// Decode steps timed at each context length (the median is reported).
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = parse_positive)]
+    pub samples: usize,
+    /// Kernel path: scalar, avx2, avxvnni, neon, neon-dotprod (default:
+    /// the fastest this CPU has).
+    #[arg(long, value_name = "PATH")]
+    pub kernels: Option<String>,
+    /// Write the latency curve as CSV to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Write the latency curve as an SVG plot to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+}
+
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(v) if v >= 1 => Ok(v),
+        _ => Err(format!("`{s}` is not a whole number >= 1")),
+    }
+}
+
+fn parse_max_ctx(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(v) if v >= 64 && v.is_power_of_two() => Ok(v),
+        _ => Err(format!(
+            "`{s}` is not a context length for the curve: a power of two >= 64 (64, 128, ..., 65536)"
+        )),
+    }
+}
+
+fn parse_ctx(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(v) if v >= 2 => Ok(v),
+        _ => Err(format!(
+            "`{s}` is not a window length: a whole number >= 2 (one byte of context, one scored)"
+        )),
+    }
 }
 
 fn parse_count(s: &str) -> Result<usize, String> {
@@ -185,13 +302,37 @@ fn parse_repeat_last_n(s: &str) -> Result<usize, String> {
     }
 }
 
+/// The ids of `run`'s sampling flags, as clap names them.
+pub const SAMPLING_FLAGS: [&str; 6] = [
+    "temp",
+    "top_k",
+    "top_p",
+    "repeat_penalty",
+    "repeat_last_n",
+    "seed",
+];
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Convert(a) => convert::convert(&a),
         Command::Inspect(a) => inspect::inspect(&a),
-        Command::Run(a) => run::run(&a),
+        Command::Run(mut a) => {
+            if let Some(m) = matches.subcommand_matches("run") {
+                a.explicit = SAMPLING_FLAGS
+                    .into_iter()
+                    .filter(|id| m.value_source(id) == Some(ValueSource::CommandLine))
+                    .collect();
+            }
+            run::run(&a)
+        }
         Command::Logits(a) => run::logits(&a),
+        Command::Perplexity(a) => perplexity::perplexity(&a),
+        Command::Bench(a) => bench::bench(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

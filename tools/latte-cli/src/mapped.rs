@@ -21,6 +21,11 @@ impl Mapped {
         if meta.is_dir() {
             bail!("{shown} is a directory, expected a file");
         }
+        if !meta.is_file() {
+            bail!(
+                "{shown} is not a regular file (a device, pipe or socket); give the path of a file"
+            );
+        }
         let file = File::open(path).with_context(|| format!("cannot open {shown}"))?;
         if meta.len() == 0 {
             return Ok(Mapped { map: None });

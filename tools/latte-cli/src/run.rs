@@ -1,7 +1,8 @@
 //! `latte run` and `latte logits`.
 
 use std::ffi::OsString;
-use std::io::{ErrorKind, IsTerminal, Write};
+use std::io::{ErrorKind, IsTerminal, Read, Write};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
@@ -68,17 +69,86 @@ fn check_range(tokens: &[u32], vocab: usize, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// State files larger than this are refused (a snapshot of even a large
+/// model is a few MiB). Reading stops there, so a device or pipe that never
+/// ends (e.g. `/dev/zero`) gives an error instead of filling the memory.
+const MAX_STATE_FILE: u64 = 64 << 20;
+
+/// Reads a state file saved with `--save-state`, with errors that name it.
+fn read_state_file(path: &Path) -> Result<Vec<u8>> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {shown}"))?;
+    if meta.is_dir() {
+        bail!("{shown} is a directory, expected a state file saved with --save-state");
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("cannot read {shown}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_STATE_FILE + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {shown}"))?;
+    ensure!(
+        bytes.len() as u64 <= MAX_STATE_FILE,
+        "{shown} is larger than {} MiB, too large to be a state file saved with --save-state",
+        MAX_STATE_FILE >> 20
+    );
+    Ok(bytes)
+}
+
+/// Checks before generating that `path` can be written: not a directory,
+/// in an existing directory.
+fn check_state_target(path: &Path) -> Result<()> {
+    let shown = path.display();
+    if path.is_dir() {
+        bail!("--save-state {shown} is a directory, expected a file name");
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        bail!(
+            "--save-state {shown}: the directory {} does not exist",
+            parent.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory
+/// and a rename, so an interrupted save never leaves a half-written state.
+fn write_state_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let shown = path.display();
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let result = std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("cannot write the state to {shown}"));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 pub fn run(args: &RunArgs) -> Result<()> {
-    let prompt = prompt_bytes(&args.prompt)?;
-    let mut sampler = Sampler::new(SamplerConfig {
+    let prompt = args.prompt.as_ref().map(prompt_bytes).transpose()?;
+    let settings = SamplerConfig {
         temperature: args.temp,
         top_k: args.top_k,
         top_p: args.top_p,
         repeat_penalty: args.repeat_penalty,
         repeat_last_n: args.repeat_last_n,
         seed: args.seed,
-    })
-    .context("invalid sampling settings")?;
+    };
+    let mut sampler = Sampler::new(settings).context("invalid sampling settings")?;
+    if let Some(path) = &args.save_state {
+        check_state_target(path)?;
+    }
+    let saved = args
+        .load_state
+        .as_deref()
+        .map(read_state_file)
+        .transpose()?;
 
     let shown = args.model.display().to_string();
     let bytes = Mapped::open(&args.model)?;
@@ -90,6 +160,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         "{shown} has a vocabulary of {vocab} tokens; `latte run` reads and writes bytes, so it \
          needs a byte-level model (at most 256 tokens); use `latte logits --tokens` instead"
     );
+    let prompt = prompt.unwrap_or_default();
     let tokens: Vec<u32> = prompt.iter().map(|&b| u32::from(b)).collect();
     check_range(&tokens, vocab, "prompt byte")?;
 
@@ -97,8 +168,47 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let mut scratch = vec![0f32; model.scratch_len()];
     let mut session =
         Session::new(&model, &mut state, &mut scratch).context("cannot start a session")?;
-    let total = tokens.len().saturating_add(args.n_predict);
-    if total > cfg.context_length {
+    if let (Some(path), Some(saved)) = (&args.load_state, &saved) {
+        let file = path.display();
+        match session.restore_snapshot(&mut sampler, saved) {
+            Ok(()) => {}
+            Err(e @ latte_core::Error::SnapshotModelMismatch { .. }) => bail!(
+                "{file}: cannot continue from this state file: {e}; use the model file it was \
+                 saved with (-m)"
+            ),
+            Err(e) => bail!("{file}: cannot continue from this state file: {e}"),
+        }
+        let used = model.snapshot_len();
+        ensure!(
+            saved.len() == used,
+            "{file}: {} bytes follow the saved state; it is not a file written by --save-state",
+            saved.len() - used
+        );
+        // Flags given on the command line replace the saved settings.
+        if !args.explicit.is_empty() {
+            let mut c = *sampler.config();
+            for id in &args.explicit {
+                match *id {
+                    "temp" => c.temperature = settings.temperature,
+                    "top_k" => c.top_k = settings.top_k,
+                    "top_p" => c.top_p = settings.top_p,
+                    "repeat_penalty" => c.repeat_penalty = settings.repeat_penalty,
+                    "repeat_last_n" => c.repeat_last_n = settings.repeat_last_n,
+                    "seed" => c.seed = settings.seed,
+                    _ => {}
+                }
+            }
+            sampler.set_config(c).context("invalid sampling settings")?;
+            if args.explicit.contains(&"seed") {
+                sampler.reseed(settings.seed);
+            }
+        }
+    }
+    let restored_at = session.position();
+    let total = u64::try_from(tokens.len().saturating_add(args.n_predict))
+        .unwrap_or(u64::MAX)
+        .saturating_add(restored_at);
+    if total > cfg.context_length as u64 {
         eprintln!(
             "note: {total} positions exceed the model's training context of {}; positions past \
              it were never trained on",
@@ -121,24 +231,43 @@ pub fn run(args: &RunArgs) -> Result<()> {
         sampler.accept(t);
     }
     let start = Instant::now();
-    session.feed(&tokens).context("cannot process the prompt")?;
+    if !tokens.is_empty() {
+        session.feed(&tokens).context("cannot process the prompt")?;
+    }
     let prefill = start.elapsed().as_secs_f64();
 
     let start = Instant::now();
     let mut generated = 0usize;
-    for i in 0..args.n_predict {
+    // A token that was sampled and printed but not yet fed to the model.
+    let mut pending: Option<u32> = None;
+    for _ in 0..args.n_predict {
+        if let Some(t) = pending.take() {
+            session.step(t).context("generation failed")?;
+        }
+        let before = sampler.clone();
         let tok = session.sample(&mut sampler);
         let byte =
             u8::try_from(tok).map_err(|_| anyhow!("the model produced token {tok}, not a byte"))?;
         if !emit(&[byte])? {
+            // Nobody reads on: forget the token that was not shown.
+            sampler = before;
             break;
         }
         generated += 1;
-        if i + 1 < args.n_predict {
-            session.step(tok).context("generation failed")?;
-        }
+        pending = Some(tok);
     }
     let gen = start.elapsed().as_secs_f64();
+
+    if let Some(path) = &args.save_state {
+        if let Some(t) = pending.take() {
+            session.step(t).context("generation failed")?;
+        }
+        let mut snap = vec![0u8; session.snapshot_len()];
+        session
+            .save_snapshot(&sampler, &mut snap)
+            .context("cannot save the state")?;
+        write_state_file(path, &snap)?;
+    }
 
     let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
     let lead = if std::io::stderr().is_terminal() {
@@ -146,12 +275,24 @@ pub fn run(args: &RunArgs) -> Result<()> {
     } else {
         ""
     };
+    let resumed = if args.load_state.is_some() {
+        format!("continued from position {restored_at}; ")
+    } else {
+        String::new()
+    };
     eprintln!(
-        "{lead}prompt: {} tokens in {prefill:.3} s ({:.1} tokens/s); generated: {generated} tokens in {gen:.3} s ({:.1} tokens/s)",
+        "{lead}{resumed}prompt: {} tokens in {prefill:.3} s ({:.1} tokens/s); generated: {generated} tokens in {gen:.3} s ({:.1} tokens/s)",
         tokens.len(),
         rate(tokens.len(), prefill),
         rate(generated, gen)
     );
+    if let Some(path) = &args.save_state {
+        eprintln!(
+            "state saved to {} (position {})",
+            path.display(),
+            session.position()
+        );
+    }
     Ok(())
 }
 

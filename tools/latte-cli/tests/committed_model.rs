@@ -11,7 +11,12 @@ const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/latte-micro
 fn committed_gguf_files_are_reproduced_by_convert() {
     let tmp = TempDir::new("committed");
     let src = format!("{DIR}/latte-micro.safetensors");
-    for (file, extra) in [("latte-micro-f32.gguf", None), ("latte-micro-f16.gguf", Some("f16"))] {
+    for (file, extra) in [
+        ("latte-micro-f32.gguf", None),
+        ("latte-micro-f16.gguf", Some("f16")),
+        ("latte-micro-q8_0.gguf", Some("q8_0")),
+        ("latte-micro-q4_0.gguf", Some("q4_0")),
+    ] {
         let out = tmp.path(file);
         let mut args = vec!["convert".to_string(), src.clone(), "-o".into(), out.display().to_string()];
         if let Some(dtype) = extra {

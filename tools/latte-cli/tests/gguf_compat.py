@@ -9,6 +9,11 @@ Not part of `cargo test`. Usage, from the workspace root after `cargo build -p l
    tensors, custom alignment) must pass `latte inspect`.
 2. A model written by `latte convert` must read back with gguf.GGUFReader
    with the expected metadata, shapes and (transposed) values.
+3. `latte convert --dtype q8_0` and `--dtype q4_0`: GGUFReader reports the
+   tensor types (Q8_0 / Q4_0, token_embd and output Q8_0 under q4_0, norms
+   and biases F32), the blocks are byte for byte what gguf.quants.quantize
+   makes of the weights, and gguf.quants.dequantize gives back values within
+   a quantization step of them.
 """
 import json
 import struct
@@ -59,8 +64,7 @@ def safetensors_bytes(tensors: dict) -> bytes:
     return struct.pack("<Q", len(h)) + h + data
 
 
-def flax_model(rng) -> dict:
-    V, D, L, F = 7, 8, 4, 32
+def flax_model(rng, V=7, D=8, L=4, F=32) -> dict:
     t = {"Encoder_0/Embed_0/embedding": rng.standard_normal((V, D))}
     for i in range(2):
         p = f"Encoder_0/TransBlock_{i}"
@@ -80,6 +84,54 @@ def flax_model(rng) -> dict:
     t["Dense_0/kernel"] = rng.standard_normal((D, V))
     t["Dense_0/bias"] = rng.standard_normal(V)
     return {k: v.astype(np.float32) for k, v in t.items()}
+
+
+def check_quantized(latte: Path, tmp: Path) -> None:
+    V, D, L, F = 40, 64, 32, 128  # every row a whole number of 32-value blocks
+    weights = flax_model(np.random.default_rng(2), V=V, D=D, L=L, F=F)
+    st = tmp / "wide.safetensors"
+    st.write_bytes(safetensors_bytes(weights))
+    Q8, Q4, F32 = (gguf.GGMLQuantizationType.Q8_0, gguf.GGMLQuantizationType.Q4_0,
+                   gguf.GGMLQuantizationType.F32)
+    # GGUF name -> (Flax name, transposed)
+    names = {"token_embd.weight": ("Encoder_0/Embed_0/embedding", False),
+             "output.weight": ("Dense_0/kernel", True)}
+    for i in range(2):
+        p = f"Encoder_0/TransBlock_{i}"
+        names.update({
+            f"blk.{i}.attn_q.weight": (f"{p}/StableScanLatte_0/Wq", True),
+            f"blk.{i}.attn_k.weight": (f"{p}/StableScanLatte_0/Wk", True),
+            f"blk.{i}.attn_v.weight": (f"{p}/StableScanLatte_0/Wv", True),
+            f"blk.{i}.attn_output.weight": (f"{p}/StableScanLatte_0/o_proj", True),
+            f"blk.{i}.ffn_up.weight": (f"{p}/Dense_0/kernel", True),
+            f"blk.{i}.ffn_down.weight": (f"{p}/Dense_1/kernel", True),
+        })
+    for dtype, body in (("q8_0", Q8), ("q4_0", Q4)):
+        model = tmp / f"wide-{dtype}.gguf"
+        out = subprocess.run([latte, "convert", st, "-o", model, "--heads", "2", "--dtype", dtype],
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        r = gguf.GGUFReader(str(model))
+        tensors = {t.name: t for t in r.tensors}
+        assert len(tensors) == 5 + 2 * 12
+        for name, t in tensors.items():
+            if name not in names:
+                assert t.tensor_type == F32, (dtype, name, t.tensor_type)
+                continue
+            want_type = Q8 if name in ("token_embd.weight", "output.weight") else body
+            assert t.tensor_type == want_type, (dtype, name, t.tensor_type)
+            src, transposed = names[name]
+            w = weights[src].T if transposed else weights[src]
+            w = np.ascontiguousarray(w, dtype=np.float32)
+            rows, cols = w.shape
+            assert [int(x) for x in t.shape] == [cols, rows], (name, t.shape)
+            raw = np.asarray(t.data).reshape(-1).view(np.uint8)
+            ref = np.asarray(gguf.quants.quantize(w, want_type)).reshape(-1).view(np.uint8)
+            assert raw.tobytes() == ref.tobytes(), f"{dtype} {name}: blocks differ from gguf.quants.quantize"
+            deq = np.asarray(gguf.quants.dequantize(np.asarray(t.data), want_type)).reshape(rows, cols)
+            blocks = np.abs(w).reshape(rows, cols // 32, 32).max(axis=2)
+            tol = np.repeat(blocks, 32, axis=1) * (1 / 127 if want_type == Q8 else 1 / 8) * 1.05 + 1e-7
+            assert np.all(np.abs(deq - w) <= tol), f"{dtype} {name}: dequantized values too far"
 
 
 def main() -> int:
@@ -116,6 +168,7 @@ def main() -> int:
         assert np.array_equal(emb, weights["Encoder_0/Embed_0/embedding"])
         for t in r.tensors:
             assert t.data_offset % 32 == 0, t.name
+        check_quantized(latte, tmp)
     print("gguf compatibility: ok")
     return 0
 

@@ -1,6 +1,7 @@
 //! `latte convert`: safetensors checkpoint -> Latte GGUF model file.
 
 mod decode;
+mod quant;
 mod scheme;
 
 use std::borrow::Cow;
@@ -18,6 +19,7 @@ use serde::Deserialize;
 
 use crate::mapped::Mapped;
 use crate::{ConvertArgs, OutDtype};
+use quant::{Policy, TensorType};
 use scheme::{Hyper, Role, Scheme, LAYER_ROLES};
 
 /// Safetensors metadata key holding the reference trainer's configuration.
@@ -170,6 +172,14 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
     };
     validate_plan(&plan)?;
     check_tensors(&found, scheme, &plan.hp, &shown)?;
+    let policy = Policy::new(main_type(args.dtype), &args.tensor_type)?;
+    let named: Vec<(String, Role)> = order
+        .iter()
+        .map(|&(layer, role)| (role.gguf_name(layer), role))
+        .collect();
+    let types = policy
+        .plan(&named, &plan.hp)
+        .with_context(|| format!("{shown}: --dtype {}", policy.main))?;
 
     let mut w = GgufWriter::new();
     let stored_name = header
@@ -191,14 +201,14 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
     {
         bar.set_style(style.progress_chars("=> "));
     }
-    for &(layer, role) in &order {
+    for (&(layer, role), &out_ty) in order.iter().zip(&types) {
         let (src_name, view) = found
             .get(&(layer, role))
             .ok_or_else(|| anyhow!("internal: {role:?} vanished"))?;
         let gguf_name = role.gguf_name(layer);
         bar.set_message(gguf_name.clone());
-        let (ne, ty, data) = convert_tensor(view, scheme, role, args.dtype)
-            .with_context(|| format!("{shown}: tensor `{src_name}`"))?;
+        let (ne, ty, data) = convert_tensor(view, scheme, role, out_ty)
+            .with_context(|| format!("{shown}: tensor `{src_name}` ({gguf_name})"))?;
         w.add_tensor(gguf_name, &ne, ty, data)?;
         bar.inc(1);
     }
@@ -206,10 +216,16 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
 
     write_atomically(&w, &args.output)?;
     let hp = plan.hp;
+    let mut counts: BTreeMap<TensorType, usize> = BTreeMap::new();
+    for &t in &types {
+        *counts.entry(t).or_default() += 1;
+    }
+    let counts: Vec<String> = counts.iter().map(|(t, n)| format!("{n} {t}")).collect();
     eprintln!(
-        "wrote {}: {} tensors, {} scheme, V={} D={} layers={} H={} L={} F={}, {}",
+        "wrote {}: {} tensors ({}), {} scheme, V={} D={} layers={} H={} L={} F={}, {}",
         args.output.display(),
         order.len(),
+        counts.join(", "),
         scheme,
         hp.vocab,
         hp.d_model,
@@ -474,12 +490,23 @@ fn check_tensors(found: &Found, scheme: Scheme, hp: &Hyper, shown: &str) -> Resu
     Ok(())
 }
 
-/// Converts one tensor: `(ne, type, bytes)` for the model file.
+/// The `--dtype` as a tensor type.
+fn main_type(dtype: OutDtype) -> TensorType {
+    match dtype {
+        OutDtype::F32 => TensorType::F32,
+        OutDtype::F16 => TensorType::F16,
+        OutDtype::Q8_0 => TensorType::Q8_0,
+        OutDtype::Q4_0 => TensorType::Q4_0,
+    }
+}
+
+/// Converts one tensor to `out` (the policy's type for it): `(ne, type,
+/// bytes)` for the model file.
 fn convert_tensor<'d>(
     view: &TensorView<'d>,
     scheme: Scheme,
     role: Role,
-    dtype: OutDtype,
+    out: TensorType,
 ) -> Result<(Vec<u64>, GgmlType, Cow<'d, [u8]>)> {
     let shape = view.shape();
     let transposed = scheme.transposed(role);
@@ -495,12 +522,15 @@ fn convert_tensor<'d>(
     } else {
         vec![cols as u64]
     };
-    let half = dtype == OutDtype::F16 && role.is_matrix();
+    ensure!(
+        role.is_matrix() || out == TensorType::F32,
+        "internal: vector stored as {out}"
+    );
     let bad = |(i, v): (usize, f32)| {
         anyhow!("element {i} is {v}; the checkpoint holds non-finite weights")
     };
 
-    if view.dtype() == safetensors::Dtype::F32 && !transposed && !half {
+    if view.dtype() == safetensors::Dtype::F32 && !transposed && out == TensorType::F32 {
         if let Some(hit) = decode::first_non_finite(decode::f32_le(view.data())) {
             return Err(bad(hit));
         }
@@ -513,11 +543,15 @@ fn convert_tensor<'d>(
     if transposed {
         values = decode::transpose(&values, shape[0], shape[1]);
     }
-    Ok(if half {
-        (ne, GgmlType::F16, Cow::Owned(decode::encode_f16(&values)?))
-    } else {
-        (ne, GgmlType::F32, Cow::Owned(decode::encode_f32(&values)))
-    })
+    let data = match out {
+        TensorType::F32 => decode::encode_f32(&values),
+        TensorType::F16 => decode::encode_f16(&values)?,
+        // Rows are contiguous and whole blocks (checked by the policy), so
+        // the blocks of the whole buffer are the blocks of each row.
+        TensorType::Q8_0 => quant::encode_q8_0(&values)?,
+        TensorType::Q4_0 => quant::encode_q4_0(&values)?,
+    };
+    Ok((ne, out.ggml(), Cow::Owned(data)))
 }
 
 fn add_metadata(w: &mut GgufWriter<'_>, p: &Plan, name: &str) -> Result<()> {

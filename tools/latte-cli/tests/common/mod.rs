@@ -66,6 +66,10 @@ impl TempDir {
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
+    /// A path whose name need not be UTF-8.
+    pub fn path_os(&self, name: std::ffi::OsString) -> PathBuf {
+        self.0.join(name)
+    }
     pub fn dir(&self) -> &Path {
         &self.0
     }

@@ -1,0 +1,435 @@
+//! `latte bench`: prefill and decode speed, and decode latency against
+//! context length (a Latte step costs the same at every position).
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{anyhow, ensure, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use latte_core::{Kernels, Model, Sampler, SamplerConfig, Session};
+
+use crate::mapped::Mapped;
+use crate::run::write_stdout;
+use crate::BenchArgs;
+
+/// Text the prompt is cut from (repeated as needed).
+const PROMPT_TEXT: &[u8] = b"It was a dark and stormy night; the rain fell in torrents, except at \
+occasional intervals, when it was checked by a violent gust of wind which swept up the streets. ";
+
+/// Latency of decode steps at one context length.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    pub context: usize,
+    pub median_us: f64,
+    pub mean_us: f64,
+    pub min_us: f64,
+    pub max_us: f64,
+    pub samples: usize,
+}
+
+impl Point {
+    fn from_samples(context: usize, mut us: Vec<f64>) -> Point {
+        us.sort_by(f64::total_cmp);
+        let n = us.len();
+        let median = if n == 0 {
+            0.0
+        } else if n % 2 == 1 {
+            us[n / 2]
+        } else {
+            0.5 * (us[n / 2 - 1] + us[n / 2])
+        };
+        Point {
+            context,
+            median_us: median,
+            mean_us: if n == 0 {
+                0.0
+            } else {
+                us.iter().sum::<f64>() / n as f64
+            },
+            min_us: us.first().copied().unwrap_or(0.0),
+            max_us: us.last().copied().unwrap_or(0.0),
+            samples: n,
+        }
+    }
+}
+
+fn greedy() -> Result<Sampler> {
+    Sampler::new(SamplerConfig {
+        temperature: 0.0,
+        repeat_penalty: 1.0,
+        ..Default::default()
+    })
+    .context("greedy sampler")
+}
+
+pub fn bench(args: &BenchArgs) -> Result<()> {
+    let shown = args.model.display().to_string();
+    let kernels = match &args.kernels {
+        None => Kernels::best(),
+        Some(name) => Kernels::by_name(name).ok_or_else(|| {
+            anyhow!(
+                "--kernels {name}: not a kernel path this CPU has (paths: scalar, avx2, avxvnni, \
+                 neon, neon-dotprod; this CPU's best is {})",
+                Kernels::best().path()
+            )
+        })?,
+    };
+    for (flag, path) in [("--csv", &args.csv), ("--svg", &args.svg)] {
+        if let Some(p) = path {
+            check_target(flag, p)?;
+        }
+    }
+    let bytes = Mapped::open(&args.model)?;
+    let model = Model::from_gguf(&bytes)
+        .with_context(|| format!("{shown}: cannot load the model"))?
+        .with_kernels(kernels);
+    let vocab = model.config().vocab_size;
+    ensure!(
+        vocab <= 256,
+        "{shown} has a vocabulary of {vocab} tokens; bench feeds bytes, so it needs a byte-level \
+         model (at most 256 tokens)"
+    );
+    let mut state = vec![0f32; model.state_len()];
+    let mut scratch = vec![0f32; model.scratch_len()];
+    let mut session =
+        Session::new(&model, &mut state, &mut scratch).context("cannot start a session")?;
+
+    // Prefill.
+    let prompt: Vec<u32> = PROMPT_TEXT
+        .iter()
+        .cycle()
+        .take(args.prefill)
+        .map(|&b| u32::from(b) % vocab as u32)
+        .collect();
+    let t = Instant::now();
+    session.feed(&prompt).context("prefill")?;
+    let prefill_s = t.elapsed().as_secs_f64();
+
+    // Decode: sample greedily, then feed the token.
+    let mut sampler = greedy()?;
+    let t = Instant::now();
+    for _ in 0..args.decode {
+        let tok = session.sample(&mut sampler);
+        session.step(tok).context("decode")?;
+    }
+    let decode_s = t.elapsed().as_secs_f64();
+
+    // Latency against context: one sequence from position 0; the decode
+    // steps starting at positions c .. c + samples are timed for every c.
+    session.reset();
+    sampler = greedy()?;
+    let contexts: Vec<usize> = std::iter::successors(Some(64usize), |c| c.checked_mul(2))
+        .take_while(|&c| c <= args.max_ctx)
+        .collect();
+    let end = args.max_ctx + args.samples;
+    let bar = ProgressBar::new(end as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("latency [{bar:30}] position {pos}/{len} {per_sec} eta {eta}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let mut points = Vec::with_capacity(contexts.len());
+    let mut next = contexts.iter().copied().peekable();
+    let mut tok = prompt.first().copied().unwrap_or(0);
+    let mut pos = 0usize;
+    while let Some(&c) = next.peek() {
+        if pos < c {
+            session.step(tok).context("decode")?;
+            tok = session.sample(&mut sampler);
+            pos += 1;
+        } else {
+            let mut us = Vec::with_capacity(args.samples);
+            for _ in 0..args.samples {
+                let t = Instant::now();
+                session.step(tok).context("decode")?;
+                tok = session.sample(&mut sampler);
+                us.push(t.elapsed().as_secs_f64() * 1e6);
+                pos += 1;
+            }
+            points.push(Point::from_samples(c, us));
+            next.next();
+        }
+        if pos.is_multiple_of(1024) {
+            bar.set_position(pos as u64);
+        }
+    }
+    bar.finish_and_clear();
+
+    let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
+    let mut out = String::new();
+    let _ = writeln!(out, "model      {shown} (kernels {})", kernels.path());
+    let _ = writeln!(
+        out,
+        "prefill    {} tokens in {prefill_s:.4} s: {:.0} tokens/s",
+        args.prefill,
+        rate(args.prefill, prefill_s)
+    );
+    let _ = writeln!(
+        out,
+        "decode     {} tokens in {decode_s:.4} s: {:.0} tokens/s (greedy, after the prefill)",
+        args.decode,
+        rate(args.decode, decode_s)
+    );
+    let _ = writeln!(
+        out,
+        "latency    per decode token (step + greedy sample), {} steps per context length:",
+        args.samples
+    );
+    let _ = writeln!(
+        out,
+        "  {:>8}  {:>10}  {:>10}  {:>10}",
+        "context", "median_us", "mean_us", "min_us"
+    );
+    for p in &points {
+        let _ = writeln!(
+            out,
+            "  {:>8}  {:>10.2}  {:>10.2}  {:>10.2}",
+            p.context, p.median_us, p.mean_us, p.min_us
+        );
+    }
+    if let (Some(first), Some(last)) = (points.first(), points.last()) {
+        if first.median_us > 0.0 && points.len() > 1 {
+            let _ = writeln!(
+                out,
+                "flatness   median at {} vs {}: {:+.1}%",
+                last.context,
+                first.context,
+                100.0 * (last.median_us / first.median_us - 1.0)
+            );
+        }
+    }
+    if let Some(p) = &args.csv {
+        std::fs::write(p, csv(&points)).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    if let Some(p) = &args.svg {
+        let title = format!("{} ({} kernels)", file_name(&args.model), kernels.path());
+        std::fs::write(p, svg(&points, &title))
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    write_stdout(out.as_bytes())
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}
+
+/// Refuses, before the run, an output path that is a directory or in a
+/// directory that does not exist.
+fn check_target(flag: &str, path: &Path) -> Result<()> {
+    let shown = path.display();
+    ensure!(
+        !path.is_dir(),
+        "{flag} {shown} is a directory, expected a file name"
+    );
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    ensure!(
+        parent.is_dir(),
+        "{flag} {shown}: the directory {} does not exist",
+        parent.display()
+    );
+    Ok(())
+}
+
+pub fn csv(points: &[Point]) -> String {
+    let mut s = String::from("context,median_us,mean_us,min_us,max_us,samples\n");
+    for p in points {
+        let _ = writeln!(
+            s,
+            "{},{:.3},{:.3},{:.3},{:.3},{}",
+            p.context, p.median_us, p.mean_us, p.min_us, p.max_us, p.samples
+        );
+    }
+    s
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A line plot of the median latency (y, microseconds, from 0) against
+/// the context length (x, log2 scale), with the min-max range shaded.
+pub fn svg(points: &[Point], title: &str) -> String {
+    let (w, h) = (720.0f64, 420.0f64);
+    let (left, right, top, bottom) = (70.0, 20.0, 40.0, 60.0);
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    let lo = points.first().map_or(64.0, |p| p.context as f64).log2();
+    let hi = points
+        .last()
+        .map_or(128.0, |p| p.context as f64)
+        .log2()
+        .max(lo + 1.0);
+    let ymax_data = points.iter().map(|p| p.median_us).fold(0.0f64, f64::max);
+    let ymax = nice_ceiling(ymax_data * 1.25);
+    let x = |c: usize| left + (((c as f64).log2() - lo) / (hi - lo)) * pw;
+    let y = |v: f64| top + ph - (v / ymax).clamp(0.0, 1.0) * ph;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="14">Decode latency per token vs context: {}</text>"#,
+        w / 2.0,
+        xml_escape(title)
+    );
+    // Grid and y ticks.
+    for i in 0..=5 {
+        let v = ymax * i as f64 / 5.0;
+        let yy = y(v);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            left + pw,
+            left - 6.0,
+            yy + 4.0,
+            format_tick(v)
+        );
+    }
+    // x ticks: every context length.
+    for p in points {
+        let xx = x(p.context);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{xx:.1}" y1="{:.1}" x2="{xx:.1}" y2="{:.1}" stroke="#999"/><text x="{xx:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+            top + ph,
+            top + ph + 5.0,
+            top + ph + 18.0,
+            short_count(p.context)
+        );
+    }
+    // Axes.
+    let _ = writeln!(
+        s,
+        r#"<polyline points="{left},{top} {left},{:.1} {:.1},{:.1}" fill="none" stroke="black"/>"#,
+        top + ph,
+        left + pw,
+        top + ph
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">context length (tokens already in the state), log scale</text>"#,
+        left + pw / 2.0,
+        h - 18.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">microseconds per token (median)</text>"#,
+        top + ph / 2.0,
+        top + ph / 2.0
+    );
+    // Min-max band, then the median line and its points.
+    if !points.is_empty() {
+        let upper: Vec<String> = points
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", x(p.context), y(p.max_us)))
+            .collect();
+        let lower: Vec<String> = points
+            .iter()
+            .rev()
+            .map(|p| format!("{:.1},{:.1}", x(p.context), y(p.min_us)))
+            .collect();
+        let _ = writeln!(
+            s,
+            r##"<polygon points="{} {}" fill="#4a90d9" fill-opacity="0.15" stroke="none"/>"##,
+            upper.join(" "),
+            lower.join(" ")
+        );
+        let line: Vec<String> = points
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", x(p.context), y(p.median_us)))
+            .collect();
+        let _ = writeln!(
+            s,
+            r##"<polyline points="{}" fill="none" stroke="#1f5fa8" stroke-width="2"/>"##,
+            line.join(" ")
+        );
+        for p in points {
+            let _ = writeln!(
+                s,
+                r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="#1f5fa8"><title>{} tokens: {:.1} us</title></circle>"##,
+                x(p.context),
+                y(p.median_us),
+                p.context,
+                p.median_us
+            );
+        }
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// 1, 2 or 5 times a power of ten, at least `v` (and positive).
+fn nice_ceiling(v: f64) -> f64 {
+    if v.is_nan() || v <= 0.0 || !v.is_finite() {
+        return 1.0;
+    }
+    let p = 10f64.powf(v.log10().floor());
+    for m in [1.0, 2.0, 5.0, 10.0] {
+        if m * p >= v {
+            return m * p;
+        }
+    }
+    10.0 * p
+}
+
+fn format_tick(v: f64) -> String {
+    if v >= 100.0 || v == 0.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// 64, 1K, 64K.
+fn short_count(c: usize) -> String {
+    if c >= 1024 && c.is_multiple_of(1024) {
+        format!("{}K", c / 1024)
+    } else {
+        c.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_and_plot() {
+        let p = Point::from_samples(64, vec![3.0, 1.0, 2.0, 10.0]);
+        assert_eq!(
+            (p.median_us, p.mean_us, p.min_us, p.max_us),
+            (2.5, 4.0, 1.0, 10.0)
+        );
+        let p = Point::from_samples(64, vec![3.0, 1.0, 2.0]);
+        assert_eq!(p.median_us, 2.0);
+        let pts: Vec<Point> = [64usize, 128, 256]
+            .iter()
+            .map(|&c| Point::from_samples(c, vec![100.0, 110.0]))
+            .collect();
+        let s = svg(&pts, "a<b & c");
+        assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
+        assert!(s.contains("a&lt;b &amp; c"));
+        // Three points on the median line, from x = left to x = left + plot width.
+        assert!(s.contains(r#"<polyline points="70.0,"#), "{s}");
+        assert_eq!(s.matches("<circle").count(), 3);
+        let c = csv(&pts);
+        assert_eq!(c.lines().count(), 4);
+        assert!(c.starts_with("context,median_us"));
+        assert_eq!(nice_ceiling(130.0), 200.0);
+        assert_eq!(nice_ceiling(0.0), 1.0);
+        assert_eq!(short_count(65536), "64K");
+    }
+}

@@ -1,0 +1,253 @@
+//! `latte perplexity`: bits per byte against a computation from `latte
+//! logits` output done here, KL and same-top against a reference, windows,
+//! and clear errors for bad input.
+
+mod common;
+
+use common::*;
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/latte-micro");
+const TEXT: &str = "It was a dark and stormy night; the rain fell in torrents.";
+
+fn f32_model() -> String {
+    format!("{DIR}/latte-micro-f32.gguf")
+}
+
+/// `latte logits -p text`: one row of logits per byte.
+fn logits(model: &str, text: &str) -> Vec<Vec<f64>> {
+    let out = ok(&latte(["logits", "-m", model, "-p", text]));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("logits JSON");
+    let rows: Vec<Vec<f64>> = serde_json::from_value(v["logits"].clone()).expect("rows");
+    // The JSON holds the shortest decimal of each f32: back to its exact value.
+    rows.into_iter()
+        .map(|r| r.into_iter().map(|x| x as f32 as f64).collect())
+        .collect()
+}
+
+/// Sum over positions of -ln p(next byte), computed here in f64 from logits.
+fn nll(rows: &[Vec<f64>], text: &[u8]) -> f64 {
+    rows.iter()
+        .zip(&text[1..])
+        .map(|(row, &next)| {
+            let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+            lse - row[next as usize]
+        })
+        .sum()
+}
+
+fn perplexity(args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["perplexity", "--json"];
+    a.extend_from_slice(args);
+    serde_json::from_str(&ok(&latte(a))).expect("perplexity JSON")
+}
+
+fn num(v: &serde_json::Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or_else(|| panic!("no {key} in {v}"))
+}
+
+#[test]
+fn bits_per_byte_match_a_computation_from_the_logits() {
+    let dir = TempDir::new("ppl-bits");
+    let file = dir.path("text.txt");
+    std::fs::write(&file, TEXT).unwrap();
+    let model = f32_model();
+    let rows = logits(&model, TEXT);
+    let n = (TEXT.len() - 1) as f64;
+    let want = nll(&rows, TEXT.as_bytes()) / n / std::f64::consts::LN_2;
+    let got = perplexity(&["-m", &model, "-f", file.to_str().unwrap()]);
+    assert_eq!(got["scored"], TEXT.len() - 1);
+    assert_eq!(got["mode"], "continuous");
+    let bpb = num(&got, "bits_per_byte");
+    assert!((bpb - want).abs() <= 1e-9 * want, "{bpb} vs {want}");
+    assert!((num(&got, "perplexity") - (want * std::f64::consts::LN_2).exp()).abs() < 1e-6);
+    // A trained model does much better than uniform bytes (8 bits).
+    assert!(bpb > 0.5 && bpb < 6.0, "{bpb}");
+
+    // The text report says the same.
+    let text = ok(&latte([
+        "perplexity",
+        "-m",
+        &model,
+        "-f",
+        file.to_str().unwrap(),
+    ]));
+    assert!(text.contains(&format!("bits/byte   {want:.6}")), "{text}");
+
+    // --max-bytes: the prefix only.
+    let got = perplexity(&[
+        "-m",
+        &model,
+        "-f",
+        file.to_str().unwrap(),
+        "--max-bytes",
+        "20",
+    ]);
+    let want = nll(&rows[..19], &TEXT.as_bytes()[..20]) / 19.0 / std::f64::consts::LN_2;
+    assert!((num(&got, "bits_per_byte") - want).abs() <= 1e-9 * want);
+}
+
+#[test]
+fn windows_restart_from_the_initial_state() {
+    let dir = TempDir::new("ppl-ctx");
+    let file = dir.path("text.txt");
+    std::fs::write(&file, TEXT).unwrap();
+    let model = f32_model();
+    // Windows of 16 bytes: 58 bytes = 16 + 16 + 16 + 10; each scores len - 1.
+    let bytes = TEXT.as_bytes();
+    let mut total = 0.0;
+    let mut scored = 0;
+    for w in bytes.chunks(16) {
+        let s = std::str::from_utf8(w).unwrap();
+        total += nll(&logits(&model, s), w);
+        scored += w.len() - 1;
+    }
+    let want = total / scored as f64 / std::f64::consts::LN_2;
+    let got = perplexity(&["-m", &model, "-f", file.to_str().unwrap(), "--ctx", "16"]);
+    assert_eq!(got["scored"], scored);
+    assert_eq!(got["mode"], "windows of 16 bytes");
+    assert!((num(&got, "bits_per_byte") - want).abs() <= 1e-9 * want);
+    // And it differs from the continuous score (the test can fail).
+    let cont = perplexity(&["-m", &model, "-f", file.to_str().unwrap()]);
+    assert!((num(&cont, "bits_per_byte") - want).abs() > 1e-6);
+}
+
+#[test]
+fn a_model_against_itself_has_zero_kl_and_always_the_same_top() {
+    let dir = TempDir::new("ppl-self");
+    let file = dir.path("text.txt");
+    std::fs::write(&file, TEXT).unwrap();
+    let model = f32_model();
+    let f = file.to_str().unwrap();
+    let got = perplexity(&["-m", &model, "-f", f, "--reference", &model]);
+    assert_eq!(num(&got, "kl_mean"), 0.0);
+    assert_eq!(num(&got, "kl_max"), 0.0);
+    assert_eq!(num(&got, "same_top_rate"), 1.0);
+    assert_eq!(got["bits_per_byte"], got["reference_bits_per_byte"]);
+    let text = ok(&latte([
+        "perplexity",
+        "-m",
+        &model,
+        "-f",
+        f,
+        "--reference",
+        &model,
+    ]));
+    assert!(text.contains("same top    100.0000%"), "{text}");
+
+    // A quantized model against f32: small but non-zero KL, computed here too.
+    let q4 = format!("{DIR}/latte-micro-q4_0.gguf");
+    let got = perplexity(&["-m", &q4, "-f", f, "--reference", &model]);
+    let (p_rows, q_rows) = (logits(&model, TEXT), logits(&q4, TEXT));
+    let ls = |row: &Vec<f64>| {
+        let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+        row.iter().map(|v| v - lse).collect::<Vec<f64>>()
+    };
+    let scored = TEXT.len() - 1;
+    let mut kl = 0.0;
+    let mut same = 0usize;
+    let top = |r: &Vec<f64>| (0..r.len()).fold(0, |b, i| if r[i] > r[b] { i } else { b });
+    for (p, q) in p_rows.iter().zip(&q_rows).take(scored) {
+        let (lp, lq) = (ls(p), ls(q));
+        kl += lp
+            .iter()
+            .zip(&lq)
+            .map(|(a, b)| a.exp() * (a - b))
+            .sum::<f64>();
+        same += usize::from(top(p) == top(q));
+    }
+    let kl = kl / scored as f64;
+    let got_kl = num(&got, "kl_mean");
+    assert!(
+        got_kl > 0.0 && (got_kl - kl).abs() <= 1e-6 * kl.max(1e-3),
+        "{got_kl} vs {kl}"
+    );
+    assert!((num(&got, "same_top_rate") - same as f64 / scored as f64).abs() < 1e-12);
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let dir = TempDir::new("ppl-errors");
+    let model = f32_model();
+    let empty = dir.path("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    fails(
+        &latte(["perplexity", "-m", &model, "-f", empty.to_str().unwrap()]),
+        &["empty.txt is empty"],
+    );
+    let one = dir.path("one.txt");
+    std::fs::write(&one, "a").unwrap();
+    fails(
+        &latte(["perplexity", "-m", &model, "-f", one.to_str().unwrap()]),
+        &["one byte", "at least two"],
+    );
+    fails(
+        &latte([
+            "perplexity",
+            "-m",
+            &model,
+            "-f",
+            dir.path("missing.txt").to_str().unwrap(),
+        ]),
+        &["cannot read", "missing.txt"],
+    );
+    fails(
+        &latte([
+            "perplexity",
+            "-m",
+            &model,
+            "-f",
+            dir.dir().to_str().unwrap(),
+        ]),
+        &["is a directory"],
+    );
+    let text = dir.path("text.txt");
+    std::fs::write(&text, TEXT).unwrap();
+    let t = text.to_str().unwrap();
+    fails(
+        &latte(["perplexity", "-m", &model, "-f", t, "--ctx", "1"]),
+        &["--ctx", ">= 2"],
+    );
+    fails(
+        &latte(["perplexity", "-m", &model, "-f", t, "--max-bytes", "0"]),
+        &["is empty"],
+    );
+    fails(
+        &latte([
+            "perplexity",
+            "-m",
+            dir.path("nope.gguf").to_str().unwrap(),
+            "-f",
+            t,
+        ]),
+        &["nope.gguf"],
+    );
+    fails(
+        &latte(["perplexity", "-m", &model, "-f", t, "--reference", t]),
+        &["text.txt", "cannot load the model"],
+    );
+    // A model that is not byte-level (the spec's tiny LM, V = 11).
+    let st = write_st(&dir, "tiny.safetensors", &flax_tiny_lm(), &[]);
+    let tiny = dir.path("tiny.gguf");
+    ok(&latte([
+        os("convert"),
+        os(&st),
+        os("-o"),
+        os(&tiny),
+        os("--heads"),
+        os("2"),
+    ]));
+    fails(
+        &latte([
+            os("perplexity"),
+            os("-m"),
+            os(&model),
+            os("-f"),
+            os(&text),
+            os("--reference"),
+            os(&tiny),
+        ]),
+        &["vocabulary of 11 tokens", "byte-level"],
+    );
+}
