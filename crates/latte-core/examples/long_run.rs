@@ -227,9 +227,9 @@ fn main() {
     );
     let c = *model.config();
     eprintln!(
-        "{}: V={} D={} N={} H={} L={} F={} {:?}, context_length {}; {} tokens, seed {}, temperature {}",
+        "{}: V={} D={} N={} H={} L={} F={} {:?}, context_length {}; kernels {}; {} tokens, seed {}, temperature {}",
         a.model, c.vocab_size, c.d_model, c.n_layers, c.n_heads, c.n_latents, c.d_ff, c.position,
-        c.context_length, a.tokens, a.seed, a.temp
+        c.context_length, model.kernels().path(), a.tokens, a.seed, a.temp
     );
     let prompt: Vec<u32> = b"It was a dark and stormy night"
         .iter()
