@@ -24,6 +24,9 @@ step "rust: no_std builds for thumbv7em-none-eabihf (core alone, no std feature)
 cargo build --locked --release -p latte-gguf --target thumbv7em-none-eabihf
 cargo build --locked --release -p latte-core --target thumbv7em-none-eabihf
 
+step "aarch64 under qemu-user (Cortex-A53 and Cortex-A76) and Cortex-M builds of the kernels"
+crates/latte-kernels/cross-test.sh
+
 step "python: reference trainer tests"
 (cd tools/train && python3 -m pytest -q tests)
 

@@ -1,10 +1,11 @@
-//! The committed `models/latte-micro` against golden outputs of the PyTorch
-//! reference (its recurrent form in float64, `tools/train/latte_train/golden.py`):
+//! The committed `models/latte-micro` (and `models/latte-micro-vapor`) against
+//! golden outputs of the PyTorch reference (its recurrent form in float64, `tools/train/latte_train/golden.py`):
 //! logits after every prompt byte within 1e-4, and the same greedy continuation.
 
 use latte_core::{Model, Sampler, SamplerConfig, Session};
 use serde_json::Value;
 
+const MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models");
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/latte-micro");
 
 /// The file's bytes in a 4-byte-aligned buffer, as mmap or an aligned include gives.
@@ -16,7 +17,11 @@ fn aligned(path: &str) -> Vec<u32> {
 }
 
 fn golden() -> Value {
-    let path = format!("{DIR}/golden.json");
+    golden_in(DIR)
+}
+
+fn golden_in(dir: &str) -> Value {
+    let path = format!("{dir}/golden.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
     serde_json::from_str(&text).expect("golden JSON")
 }
@@ -31,13 +36,17 @@ fn tokens(v: &Value) -> Vec<u32> {
 
 /// Checks one model file against the golden logits; returns the worst error.
 fn check_file(file: &str, tol: f64, check_greedy: bool) -> f64 {
-    let words = aligned(&format!("{DIR}/{file}"));
+    check_file_in(DIR, file, tol, check_greedy)
+}
+
+fn check_file_in(dir: &str, file: &str, tol: f64, check_greedy: bool) -> f64 {
+    let words = aligned(&format!("{dir}/{file}"));
     let bytes = &bytemuck::cast_slice::<u32, u8>(&words);
     let model = Model::from_gguf(bytes).expect("committed model loads");
     let mut state = vec![0f32; model.state_len()];
     let mut scratch = vec![0f32; model.scratch_len()];
     let mut session = Session::new(&model, &mut state, &mut scratch).expect("session");
-    let gold = golden();
+    let gold = golden_in(dir);
     let prompts = gold["prompts"].as_array().expect("prompts");
     assert!(prompts.len() >= 3, "golden file has too few prompts");
     let mut worst = 0f64;
@@ -106,4 +115,14 @@ fn golden_file_is_nontrivial() {
         .map(|v| v.as_f64().unwrap())
         .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
     assert!(spread.1 - spread.0 > 1.0, "logits are flat: {spread:?}");
+}
+
+#[test]
+fn vapor_model_matches_reference_logits_and_greedy_text() {
+    let dir = format!("{MODELS}/latte-micro-vapor");
+    let words = aligned(&format!("{dir}/latte-micro-vapor-f32.gguf"));
+    let model = Model::from_gguf(bytemuck::cast_slice::<u32, u8>(&words)).expect("loads");
+    assert_eq!(model.config().position, latte_core::Position::Vapor);
+    let worst = check_file_in(&dir, "latte-micro-vapor-f32.gguf", 1e-4, true);
+    eprintln!("latte-micro-vapor-f32.gguf: max |logit error| = {worst:e}");
 }

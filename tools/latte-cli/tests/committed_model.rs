@@ -6,17 +6,41 @@ mod common;
 use common::{latte, ok, TempDir};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/latte-micro");
+const VAPOR_DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../models/latte-micro-vapor"
+);
 
 #[test]
 fn committed_gguf_files_are_reproduced_by_convert() {
-    let tmp = TempDir::new("committed");
-    let src = format!("{DIR}/latte-micro.safetensors");
-    for (file, extra) in [
-        ("latte-micro-f32.gguf", None),
-        ("latte-micro-f16.gguf", Some("f16")),
-        ("latte-micro-q8_0.gguf", Some("q8_0")),
-        ("latte-micro-q4_0.gguf", Some("q4_0")),
-    ] {
+    reproduce(
+        DIR,
+        "latte-micro",
+        &[
+            ("latte-micro-f32.gguf", None),
+            ("latte-micro-f16.gguf", Some("f16")),
+            ("latte-micro-q8_0.gguf", Some("q8_0")),
+            ("latte-micro-q4_0.gguf", Some("q4_0")),
+        ],
+    );
+}
+
+#[test]
+fn committed_vapor_files_are_reproduced_by_convert() {
+    reproduce(
+        VAPOR_DIR,
+        "latte-micro-vapor",
+        &[
+            ("latte-micro-vapor-f32.gguf", None),
+            ("latte-micro-vapor-q8_0.gguf", Some("q8_0")),
+        ],
+    );
+}
+
+fn reproduce(dir: &str, stem: &str, files: &[(&str, Option<&str>)]) {
+    let tmp = TempDir::new(stem);
+    let src = format!("{dir}/{stem}.safetensors");
+    for &(file, extra) in files {
         let out = tmp.path(file);
         let mut args = vec![
             "convert".to_string(),
@@ -29,7 +53,7 @@ fn committed_gguf_files_are_reproduced_by_convert() {
         }
         ok(&latte(&args));
         let made = std::fs::read(&out).expect("converted file");
-        let committed = std::fs::read(format!("{DIR}/{file}")).expect("committed file");
+        let committed = std::fs::read(format!("{dir}/{file}")).expect("committed file");
         assert!(
             made == committed,
             "{file} differs from `latte convert` of the committed checkpoint"
