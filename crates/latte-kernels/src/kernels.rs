@@ -204,19 +204,15 @@ impl Kernels {
     pub fn avx_vnni() -> Option<Kernels> {
         #[cfg(target_arch = "x86_64")]
         if detect::avx_vnni() {
-            use crate::x86_avx2 as k;
             use crate::x86_avxvnni as v;
-            return Some(Kernels {
+            // AVX-VNNI implies AVX2 (`detect::avx_vnni` checks both).
+            return Kernels::avx2().map(|base| Kernels {
                 path: KernelPath::AvxVnni,
                 dot_q8_0: v::dot_q8_0,
                 dot_q4_0: v::dot_q4_0,
-                dot_f32: k::dot_f32,
-                dot_f16: k::dot_f16,
                 matvec_q8_0: v::matvec_q8_0,
                 matvec_q4_0: v::matvec_q4_0,
-                matvec_f32: k::matvec_f32,
-                matvec_f16: k::matvec_f16,
-                quantize_q8_0: k::quantize_q8_0,
+                ..base
             });
         }
         None
@@ -250,17 +246,14 @@ impl Kernels {
         #[cfg(target_arch = "aarch64")]
         if detect::dotprod() {
             use crate::aarch64_neon as k;
-            return Some(Kernels {
+            // The dot-product extension implies NEON (`detect::dotprod` checks both).
+            return Kernels::neon().map(|base| Kernels {
                 path: KernelPath::NeonDotprod,
                 dot_q8_0: k::dot_q8_0_sdot,
                 dot_q4_0: k::dot_q4_0_sdot,
-                dot_f32: k::dot_f32,
-                dot_f16: k::dot_f16,
                 matvec_q8_0: k::matvec_q8_0_sdot,
                 matvec_q4_0: k::matvec_q4_0_sdot,
-                matvec_f32: k::matvec_f32,
-                matvec_f16: k::matvec_f16,
-                quantize_q8_0: k::quantize_q8_0,
+                ..base
             });
         }
         None
