@@ -1,0 +1,32 @@
+//! Derives the Arm ISA cfgs from the target: stable rustc reports no
+//! `target_feature` for the DSP extension of `thumbv7em` targets, and the
+//! DSP intrinsics are unstable, so the DSP kernels are selected here and
+//! written with `asm!`.
+//!
+//! * `latte_arm_dsp`: the target has the DSP extension (`SMLAD`, `SXTB16`):
+//!   every `thumbv7em-*` target (Cortex-M4/M7), and `thumbv8m.main-*`
+//!   targets built with `-C target-feature=+dsp` (Cortex-M33/M55).
+
+use std::env;
+
+fn main() {
+    println!("cargo::rustc-check-cfg=cfg(latte_arm_dsp)");
+    println!("cargo::rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
+
+    let target = env::var("TARGET").unwrap_or_default();
+    let features = env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
+    let rustflags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    let has_feature = |name: &str| {
+        features.split(',').any(|f| f == name)
+            || rustflags
+                .split('\x1f')
+                .flat_map(|flag| flag.split(','))
+                .any(|f| f.rsplit('=').next() == Some(&format!("+{name}")))
+    };
+
+    let dsp = target.starts_with("thumbv7em-")
+        || (target.starts_with("thumbv8m.main-") && has_feature("dsp"));
+    if dsp {
+        println!("cargo::rustc-cfg=latte_arm_dsp");
+    }
+}
