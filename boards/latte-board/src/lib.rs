@@ -18,9 +18,11 @@
 //! ```
 #![no_std]
 
+pub mod device;
 #[cfg(feature = "qemu")]
 pub mod qemu;
 pub mod selftest;
+pub mod stack;
 
 use latte_core::latte_kernels::{quantize_row_q8_0, BlockQ4_0, BlockQ8_0, Kernels};
 use latte_core::{Error, Model, Sampler, SamplerConfig, Session};

@@ -43,7 +43,15 @@ unsafe fn HardFault(frame: &cortex_m_rt::ExceptionFrame) -> ! {
 /// Executed instructions, read from SysTick under `-icount shift=0`.
 pub struct InstructionCounter {
     syst: SYST,
-    per_tick: u64,
+    /// Instructions per tick as a fraction (40/1 at 25 MHz, 125/4 at 32 MHz).
+    per: (u64, u64),
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// SysTick wraps so far (its exception counts them).
@@ -59,8 +67,9 @@ const RELOAD: u32 = 0x00FF_FFFF;
 
 impl InstructionCounter {
     /// Starts SysTick on the core clock and calibrates the instructions per
-    /// tick. `None` (with an error logged) when the ratio is not a whole
-    /// number, which means QEMU was not run with `-icount shift=0`.
+    /// tick. `None` (with an error logged) when the same loop does not take
+    /// the same number of ticks twice, which means QEMU was not run with
+    /// `-icount shift=0`.
     pub fn new(mut syst: SYST) -> Option<Self> {
         syst.set_clock_source(SystClkSource::Core);
         syst.set_reload(RELOAD);
@@ -69,24 +78,36 @@ impl InstructionCounter {
         syst.enable_counter();
         // The current value reads 0 until the first tick loads RELOAD.
         while SYST::get_current() == 0 {}
-        let mut c = InstructionCounter { syst, per_tick: 1 };
-        // Two runs of a loop of exactly 2 * N instructions; their difference
-        // cancels the fixed cost of the measurement itself.
+        let mut c = InstructionCounter { syst, per: (1, 1) };
+        // Loops of 2N, 4N and 6N instructions: the differences cancel the
+        // fixed cost of the measurement and must agree (they do only under
+        // -icount, where time is a function of the instruction count).
         const N: u32 = 200_000;
         let a = c.ticks_of(N);
         let b = c.ticks_of(2 * N);
-        let ticks = b.saturating_sub(a);
+        let d = c.ticks_of(3 * N);
+        let (t1, t2) = (b.saturating_sub(a), d.saturating_sub(b));
         let instructions = 2 * N as u64;
-        if ticks == 0 || instructions % ticks != 0 {
+        // One instruction is 1 ns, so ticks per 1,000 instructions is the
+        // SysTick clock in MHz (a whole number on these machines).
+        let mhz = ((t1 + t2) * 1000 + instructions) / (2 * instructions);
+        if t1 == 0 || t1.abs_diff(t2) > 2 || mhz == 0 {
             defmt::error!(
-                "instruction counting needs QEMU with -icount shift=0 ({=u64} ticks for {=u64} instructions)",
-                ticks,
+                "instruction counting needs QEMU with -icount shift=0 (SysTick read {=u64} and {=u64} ticks for the same {=u64} instructions)",
+                t1,
+                t2,
                 instructions
             );
             return None;
         }
-        c.per_tick = instructions / ticks;
-        defmt::info!("counter: SysTick, {=u64} instructions per tick (-icount shift=0)", c.per_tick);
+        let (instructions, ticks) = (1000, mhz);
+        let g = gcd(instructions, ticks);
+        c.per = (instructions / g, ticks / g);
+        defmt::info!(
+            "counter: SysTick, {=u64}/{=u64} instructions per tick (-icount shift=0)",
+            c.per.0,
+            c.per.1
+        );
         Some(c)
     }
 
@@ -128,7 +149,7 @@ impl InstructionCounter {
 impl Counter for InstructionCounter {
     const UNIT: &'static str = "instructions";
     fn now(&mut self) -> u64 {
-        self.ticks() * self.per_tick
+        self.ticks() * self.per.0 / self.per.1
     }
 }
 
@@ -136,12 +157,14 @@ impl Counter for InstructionCounter {
 /// ([`crate::run`]) and the matrix-vector cost measurement, and exits with
 /// status 0 on success, 1 on any error (logged).
 pub fn main(syst: SYST, name: &str, model: &[u8], state: &mut [f32], scratch: &mut [f32]) -> ! {
+    crate::stack::paint();
     let Some(mut counter) = InstructionCounter::new(syst) else {
         exit(false)
     };
     match crate::run(name, model, state, scratch, &mut counter) {
         Ok(_) => {
             crate::report_matvec_costs(&mut counter);
+            crate::stack::report();
             exit(true)
         }
         Err(e) => {

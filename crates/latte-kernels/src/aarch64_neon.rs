@@ -171,7 +171,9 @@ fn widen_f16(h: uint16x8_t) -> (float32x4_t, float32x4_t) {
             "fcvtl {lo:v}.4s, {h:v}.4h",
             "fcvtl2 {hi:v}.4s, {h:v}.8h",
             h = in(vreg) h,
-            lo = lateout(vreg) lo,
+            // `out`, not `lateout`: `lo` is written before `h` is read again,
+            // so it must not share `h`'s register.
+            lo = out(vreg) lo,
             hi = lateout(vreg) hi,
             options(pure, nomem, nostack, preserves_flags),
         )

@@ -1,0 +1,10 @@
+fn main() {
+    latte_board_build::configure(latte_board_build::Board {
+        model: "../../models/latte-micro/latte-micro-q8_0.gguf",
+        // Neither the ITCM nor the DTCM holds the model: the SRAM does.
+        model_region: "MODEL",
+        model_section: Some(".model"),
+        stack_reserve: 32 * 1024,
+        code_reserve: 0,
+    });
+}

@@ -1,0 +1,9 @@
+fn main() {
+    latte_board_build::configure(latte_board_build::Board {
+        model: "../../models/latte-micro/latte-micro-q4_0.gguf",
+        model_region: "FLASH",
+        model_section: None,
+        stack_reserve: 32 * 1024,
+        code_reserve: 192 * 1024,
+    });
+}
