@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up what the checks need on a fresh machine, then runs every test:
-# the Rust workspace, the no_std builds for a Cortex-M target, and the reference
-# trainer's tests. Exits non-zero on the first failure.
+# the Rust workspace, the no_std builds for a Cortex-M target, the kernels under
+# qemu-user, the boards (boards/check.sh), and the reference trainer's tests.
+# Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,9 @@ cargo build --locked --release -p latte-core --target thumbv7em-none-eabihf
 
 step "aarch64 under qemu-user (Cortex-A53 and Cortex-A76) and Cortex-M builds of the kernels"
 crates/latte-kernels/cross-test.sh
+
+step "boards: QEMU Cortex-M boards (output, on-device kernel tests, budgets), real-board builds, aarch64 SBC under qemu-user"
+boards/check.sh
 
 step "python: reference trainer tests"
 (cd tools/train && python3 -m pytest -q tests)
