@@ -6,11 +6,20 @@
 //! * `latte_arm_dsp`: the target has the DSP extension (`SMLAD`, `SXTB16`):
 //!   every `thumbv7em-*` target (Cortex-M4/M7), and `thumbv8m.main-*`
 //!   targets built with `-C target-feature=+dsp` (Cortex-M33/M55).
+//! * `latte_arm_mve`: a `thumbv8m.main-*` target built with
+//!   `-C target-feature=+mve` (Helium: Cortex-M55/M85).
+//! * `latte_arm_fpu`: as `latte_arm_dsp`, on a hard-float (`*-eabihf`)
+//!   target, so with a single-precision FPU that has the half-precision
+//!   conversions (FPv4-SP or later): the DSP matrix-vector kernels keep
+//!   their float accumulators in FPU registers inside `asm!` (which stable
+//!   rustc lets name FPU registers only as clobbers on these targets).
 
 use std::env;
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(latte_arm_dsp)");
+    println!("cargo::rustc-check-cfg=cfg(latte_arm_fpu)");
+    println!("cargo::rustc-check-cfg=cfg(latte_arm_mve)");
     println!("cargo::rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
 
     let target = env::var("TARGET").unwrap_or_default();
@@ -28,5 +37,11 @@ fn main() {
         || (target.starts_with("thumbv8m.main-") && has_feature("dsp"));
     if dsp {
         println!("cargo::rustc-cfg=latte_arm_dsp");
+        if target.ends_with("-eabihf") {
+            println!("cargo::rustc-cfg=latte_arm_fpu");
+        }
+    }
+    if target.starts_with("thumbv8m.main-") && (has_feature("mve") || has_feature("mve.fp")) {
+        println!("cargo::rustc-cfg=latte_arm_mve");
     }
 }

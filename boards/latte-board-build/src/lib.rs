@@ -106,7 +106,10 @@ fn parse_size(v: &str) -> Option<u64> {
         'M' | 'm' => (&v[..v.len() - 1], 1024 * 1024),
         _ => (&v[..], 1),
     };
-    let n = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+    let n = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
         Some(hex) => u64::from_str_radix(hex, 16).ok()?,
         None => digits.parse().ok()?,
     };
@@ -127,12 +130,13 @@ pub fn configure(board: Board) {
     println!("cargo::rerun-if-changed=memory.x");
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=LATTE_MODEL");
-    let regions = parse_memory(&memory)
-        .unwrap_or_else(|e| fail(&format!("memory.x: {e}")));
+    let regions = parse_memory(&memory).unwrap_or_else(|e| fail(&format!("memory.x: {e}")));
     let region = |name: &str| {
-        regions.iter().find(|r| r.name == name).cloned().unwrap_or_else(|| {
-            fail(&format!("memory.x has no region named {name}"))
-        })
+        regions
+            .iter()
+            .find(|r| r.name == name)
+            .cloned()
+            .unwrap_or_else(|| fail(&format!("memory.x has no region named {name}")))
     };
 
     // The model: validated by latte-core exactly as the firmware will.
@@ -175,7 +179,11 @@ pub fn configure(board: Board) {
         ));
     }
     let home = region(board.model_region);
-    let reserve = if board.model_region == "FLASH" { board.code_reserve as u64 } else { 0 };
+    let reserve = if board.model_region == "FLASH" {
+        board.code_reserve as u64
+    } else {
+        0
+    };
     if bytes.len() as u64 + reserve > home.length {
         fail(&format!(
             "{name} is {} bytes, but the {} region holds {} bytes{}: \
@@ -183,7 +191,11 @@ pub fn configure(board: Board) {
             bytes.len(),
             home.name,
             home.length,
-            if reserve > 0 { format!(" with {reserve} kept for code") } else { String::new() }
+            if reserve > 0 {
+                format!(" with {reserve} kept for code")
+            } else {
+                String::new()
+            }
         ));
     }
 
@@ -192,7 +204,10 @@ pub fn configure(board: Board) {
     let _ = writeln!(src, "pub const MODEL_NAME: &str = {name:?};");
     let _ = writeln!(src, "/// Size of the model in bytes.");
     let _ = writeln!(src, "pub const MODEL_BYTES: usize = {};", bytes.len());
-    let _ = writeln!(src, "/// `f32` elements of recurrent state the model needs.");
+    let _ = writeln!(
+        src,
+        "/// `f32` elements of recurrent state the model needs."
+    );
     let _ = writeln!(src, "pub const STATE_LEN: usize = {state_len};");
     let _ = writeln!(src, "/// `f32` elements of scratch the model needs.");
     let _ = writeln!(src, "pub const SCRATCH_LEN: usize = {scratch_len};");
@@ -237,8 +252,16 @@ mod tests {
         assert_eq!(
             m,
             vec![
-                Region { name: "FLASH".into(), origin: 0, length: 4 << 20 },
-                Region { name: "RAM".into(), origin: 0x2000_0000, length: 512 << 10 },
+                Region {
+                    name: "FLASH".into(),
+                    origin: 0,
+                    length: 4 << 20
+                },
+                Region {
+                    name: "RAM".into(),
+                    origin: 0x2000_0000,
+                    length: 512 << 10
+                },
             ]
         );
         assert!(parse_memory("A : ORIGIN = zz, LENGTH = 1").is_err());

@@ -151,7 +151,10 @@ const BENCH_BLOCKS: usize = BENCH_ROWS * BENCH_COLS / 32;
 
 /// Deterministic pseudo-random weights, built at compile time (in flash).
 const fn bench_q8() -> [BlockQ8_0; BENCH_BLOCKS] {
-    let mut out = [BlockQ8_0 { d: 0x2C00, qs: [0; 32] }; BENCH_BLOCKS];
+    let mut out = [BlockQ8_0 {
+        d: 0x2C00,
+        qs: [0; 32],
+    }; BENCH_BLOCKS];
     let mut s: u32 = 0x1234_5678;
     let mut i = 0;
     while i < BENCH_BLOCKS {
@@ -167,7 +170,10 @@ const fn bench_q8() -> [BlockQ8_0; BENCH_BLOCKS] {
 }
 
 const fn bench_q4() -> [BlockQ4_0; BENCH_BLOCKS] {
-    let mut out = [BlockQ4_0 { d: 0x2C00, qs: [0; 16] }; BENCH_BLOCKS];
+    let mut out = [BlockQ4_0 {
+        d: 0x2C00,
+        qs: [0; 16],
+    }; BENCH_BLOCKS];
     let mut s: u32 = 0x8765_4321;
     let mut i = 0;
     while i < BENCH_BLOCKS {

@@ -56,11 +56,13 @@ fn run(path: &str) -> Result<(), String> {
     // SAFETY: the file is mapped read-only and not modified while mapped
     // (a concurrent writer could change the bytes under us; the model is
     // re-validated only at load, so do not edit a model file while it runs).
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("cannot map {path}: {e}"))?;
+    let map =
+        unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("cannot map {path}: {e}"))?;
     let mut model = Model::from_gguf(&map).map_err(|e| format!("{path}: {e}"))?;
     if let Ok(name) = std::env::var("LATTE_KERNELS") {
-        let k = latte_core::Kernels::by_name(&name)
-            .ok_or(format!("LATTE_KERNELS={name}: no such kernel path on this CPU"))?;
+        let k = latte_core::Kernels::by_name(&name).ok_or(format!(
+            "LATTE_KERNELS={name}: no such kernel path on this CPU"
+        ))?;
         model.set_kernels(k);
     }
     if model.config().vocab_size > 256 {
@@ -71,14 +73,19 @@ fn run(path: &str) -> Result<(), String> {
         map.len(),
         model.kernels().path().name()
     );
-    println!("ram: state {} + scratch {} bytes", model.state_bytes(), model.scratch_bytes());
+    println!(
+        "ram: state {} + scratch {} bytes",
+        model.state_bytes(),
+        model.scratch_bytes()
+    );
     let mut state = vec![0f32; model.state_len()];
     let mut scratch = vec![0f32; model.scratch_len()];
     let mut session = Session::new(&model, &mut state, &mut scratch).map_err(|e| e.to_string())?;
     let (greedy, _) = generate(&mut session, SamplerConfig::default(), GREEDY_PROMPT)
         .map_err(|e| e.to_string())?;
     println!("greedy: b\"{}\"", greedy.escape_ascii());
-    let (sampled, tps) = generate(&mut session, SAMPLED, SAMPLED_PROMPT).map_err(|e| e.to_string())?;
+    let (sampled, tps) =
+        generate(&mut session, SAMPLED, SAMPLED_PROMPT).map_err(|e| e.to_string())?;
     println!("sampled: b\"{}\"", sampled.escape_ascii());
     println!("speed: {tps:.0} tokens/s decode (one thread)");
     Ok(())

@@ -195,6 +195,16 @@ pub enum Error {
         /// Supplied.
         got: usize,
     },
+    /// The prefill scratch buffer is shorter than
+    /// [`crate::Model::prefill_scratch_len`] for the chunk size.
+    PrefillScratchTooSmall {
+        /// Tokens per chunk.
+        chunk: usize,
+        /// Required `f32` elements.
+        need: usize,
+        /// Supplied.
+        got: usize,
+    },
     /// A token id is not below the vocabulary size.
     TokenOutOfRange {
         /// The token.
@@ -392,6 +402,10 @@ impl fmt::Display for Error {
             Error::ScratchTooSmall { need, got } => write!(
                 f,
                 "scratch buffer has {got} f32 elements, need {need} (Model::scratch_len)"
+            ),
+            Error::PrefillScratchTooSmall { chunk, need, got } => write!(
+                f,
+                "prefill scratch buffer has {got} f32 elements, need {need} for chunks of {chunk} tokens (Model::prefill_scratch_len)"
             ),
             Error::TokenOutOfRange { token, vocab_size } => write!(
                 f,

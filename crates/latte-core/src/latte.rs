@@ -255,12 +255,7 @@ impl<'a> LatteLayer<'a> {
         quant: &mut [f32],
         out: &mut [f32],
     ) -> Result<(), Error> {
-        let (d, l, dh, lh) = (
-            self.d_model,
-            self.n_latents,
-            self.d_head(),
-            self.latents_per_head(),
-        );
+        let (d, l, dh) = (self.d_model, self.n_latents, self.d_head());
         let check = |what, need: usize, got: usize| {
             if got < need {
                 Err(Error::BufferLength { what, need, got })
@@ -298,11 +293,34 @@ impl<'a> LatteLayer<'a> {
         self.wq.matvec_prepared(kernels, x, xq, q);
         self.wk.matvec_prepared(kernels, x, xq, k);
         self.wv.matvec_prepared(kernels, x, xq, v);
+        self.recur(q, k, v, state, rotation, y);
+        self.wo.matvec_quantizing(kernels, y, quant, &mut out[..d]);
+        Ok(())
+    }
 
+    /// The recurrence of one token, after the projections: takes `q`
+    /// (`L`, turned into the query softmax in place), `k` (`L`) and `v`
+    /// (`D`), updates `state` and writes the head outputs (before `Wo`) to
+    /// `y` (`D`). The one place this arithmetic lives: a decode step and a
+    /// prefill chunk (token by token inside the chunk) both run it, so they
+    /// agree bit for bit. Slices are the sizes above (callers check);
+    /// shorter ones only shorten the loops.
+    pub(crate) fn recur(
+        &self,
+        q: &mut [f32],
+        k: &[f32],
+        v: &[f32],
+        state: &mut [f32],
+        rotation: Option<&[f32]>,
+        y: &mut [f32],
+    ) {
+        let (l, dh, lh) = (self.n_latents, self.d_head(), self.latents_per_head());
+        if lh == 0 || dh == 0 || state.len() < l * dh + 2 * l {
+            return;
+        }
         let (s_all, rest) = state.split_at_mut(l * dh);
         let (n_all, rest) = rest.split_at_mut(l);
         let m_all = &mut rest[..l];
-
         let heads = q
             .chunks_exact_mut(lh)
             .zip(k.chunks_exact(lh))
@@ -351,8 +369,6 @@ impl<'a> LatteLayer<'a> {
                 }
             }
         }
-        self.wo.matvec_quantizing(kernels, y, quant, &mut out[..d]);
-        Ok(())
     }
 }
 

@@ -8,7 +8,13 @@
 //!   [`Model::set_kernels`]. Quantized matrices take their input quantized
 //!   to Q8_0 on the fly, in the session's scratch.
 //! * [`Session`] runs the model one token at a time on a caller-supplied,
-//!   constant-size state and scratch buffer.
+//!   constant-size state and scratch buffer, or feeds a prompt in chunks
+//!   ([`Session::prefill`]: matrix-matrix products over each chunk, the
+//!   recurrence token by token, the same bits as stepping).
+//! * [`parallel`]: every matrix product goes through a [`Parallel`] that
+//!   the caller may implement to spread rows over threads
+//!   ([`Session::step_with`], [`Session::prefill_with`]); the core itself
+//!   stays single-threaded.
 //! * [`Sampler`] picks tokens from the logits with fixed memory.
 //! * [`snapshot`]: a session and its sampler saved to bytes and restored
 //!   ([`Session::save_snapshot`], [`Session::restore_snapshot`]), refused
@@ -48,6 +54,7 @@ pub mod latte;
 mod load;
 pub mod model;
 pub mod ops;
+pub mod parallel;
 pub mod sampler;
 pub mod session;
 pub mod snapshot;
@@ -61,6 +68,7 @@ pub use latte::{LatteLayer, LayerState};
 pub use latte_kernels;
 pub use latte_kernels::{BlockQ4_0, BlockQ8_0, KernelPath, Kernels};
 pub use model::{LayerWeights, Model, Weights};
+pub use parallel::{Epilogue, Parallel, RowTask, Sequential, TaskInput};
 pub use sampler::{Sampler, SamplerConfig};
 pub use session::Session;
 pub use snapshot::SnapshotInfo;

@@ -131,6 +131,8 @@ pub struct Model<'a> {
     /// `f32` elements of scratch for `Q8_0`-quantized activations (0 when
     /// no matrix is quantized); see [`Model::quant_scratch_len`].
     pub(crate) quant_scratch: usize,
+    /// `Q8_0` blocks per row of the widest quantized matrix (0 if none).
+    pub(crate) quant_blocks: usize,
 }
 
 fn hash_matrix(h: &mut Fnv64, m: &Matrix<'_>) {
@@ -333,9 +335,11 @@ impl<'a> Model<'a> {
             fingerprint: 0,
             kernels: Kernels::best(),
             quant_scratch: 0,
+            quant_blocks: 0,
         };
         let blocks = model.quantized_input_blocks();
         if blocks > 0 {
+            model.quant_blocks = blocks;
             model.quant_scratch = q8_0_scratch_len(blocks);
             config
                 .scratch_len()
@@ -493,6 +497,54 @@ impl<'a> Model<'a> {
     /// `scratch_len() * 4`.
     pub fn scratch_bytes(&self) -> usize {
         self.scratch_len().saturating_mul(4)
+    }
+
+    /// `f32` elements of the second scratch buffer that
+    /// [`crate::Session::prefill`] needs to feed prompts in chunks of up to
+    /// `chunk` tokens (the session's own scratch is used too):
+    /// `chunk * (3 D + max(2 L + 2 D, F))`, plus, for models with quantized
+    /// matrices, `ceil(34 * chunk * B / 4)` with `B` as in
+    /// [`Model::quant_scratch_len`] (the chunk's inputs quantized to
+    /// `Q8_0`). Layout, for a chunk of `T` tokens, each area token-major:
+    /// `h` (`T x D`), `a` (`T x D`), `o` (`T x D`), one temporary area of
+    /// `T x max(2L + 2D, F)` (`q`, `k`, `v`, `y`, then the MLP hidden
+    /// vectors), then the quantized inputs. `usize::MAX` if it overflows;
+    /// 0 for `chunk == 0`.
+    ///
+    /// For `latte-micro` (D 128, L 64, F 512, Q8_0) that is 1,032 `f32`
+    /// (4 KiB) per token of chunk: 258 KiB for chunks of 64.
+    pub fn prefill_scratch_len(&self, chunk: usize) -> usize {
+        self.try_prefill_scratch_len(chunk).unwrap_or(usize::MAX)
+    }
+
+    /// `prefill_scratch_len(chunk) * 4`.
+    pub fn prefill_scratch_bytes(&self, chunk: usize) -> usize {
+        self.prefill_scratch_len(chunk).saturating_mul(4)
+    }
+
+    /// `f32` elements of each area of the prefill scratch for one token:
+    /// `(D, max(2L + 2D, F))`.
+    pub(crate) fn prefill_token_areas(&self) -> (usize, usize) {
+        let c = &self.config;
+        let (d, l, f) = (c.d_model, c.n_latents, c.d_ff);
+        // Cannot overflow: `Config::validate` checked `2L + 2D` and `3D`.
+        (d, (2 * l + 2 * d).max(f))
+    }
+
+    fn try_prefill_scratch_len(&self, chunk: usize) -> Option<usize> {
+        let (d, tmp) = self.prefill_token_areas();
+        let quant = match self.quant_blocks {
+            0 => 0,
+            b => {
+                let blocks = chunk.checked_mul(b)?;
+                blocks.checked_mul(34)?;
+                q8_0_scratch_len(blocks)
+            }
+        };
+        d.checked_mul(3)?
+            .checked_add(tmp)?
+            .checked_mul(chunk)?
+            .checked_add(quant)
     }
 
     /// The Latte layer of block `layer` (`None` past `n_layers`).

@@ -1,12 +1,16 @@
 //! A decoding session: one sequence's recurrent state, its scratch, and the
 //! token-by-token step of the whole language model.
 
+use latte_kernels::BlockQ8_0;
+
 use crate::config::{Config, Position};
 use crate::error::Error;
 use crate::latte::LayerState;
 use crate::model::Model;
 use crate::ops;
+use crate::parallel::{Epilogue, Parallel, RowTask, Sequential, TaskInput};
 use crate::sampler::Sampler;
+use crate::tensor::{quantize_input, Matrix, Norm};
 
 /// One sequence being decoded on a [`Model`], in caller-supplied memory.
 ///
@@ -25,6 +29,9 @@ use crate::sampler::Sampler;
 /// 32` of them, or `F / 32` when `ffn_down` is quantized).
 ///
 /// Longer buffers are accepted; only their prefixes are used.
+///
+/// [`Session::prefill`] takes a second scratch buffer for a chunk of tokens
+/// ([`Model::prefill_scratch_len`]); see there.
 #[derive(Debug)]
 pub struct Session<'m, 'a, 'b> {
     model: &'m Model<'a>,
@@ -141,18 +148,17 @@ impl<'m, 'a, 'b> Session<'m, 'a, 'b> {
     ///
     /// Errors: [`Error::TokenOutOfRange`] if `token >= V` (nothing changes).
     pub fn step(&mut self, token: u32) -> Result<&[f32], Error> {
+        self.step_with(token, &Sequential)
+    }
+
+    /// [`Session::step`] with its matrix products run by `par` (e.g. rows
+    /// spread over threads; see [`crate::parallel`]). The result has the
+    /// same bits whatever `par` does with the rows, as long as it computes
+    /// them all.
+    pub fn step_with(&mut self, token: u32, par: &dyn Parallel<'a>) -> Result<&[f32], Error> {
         let model = self.model;
-        let c = model.config;
-        if usize::try_from(token).map_or(true, |t| t >= c.vocab_size) {
-            return Err(Error::TokenOutOfRange {
-                token,
-                vocab_size: c.vocab_size,
-            });
-        }
-        let pos = self.pos;
-        let ls = c.layer_state_len();
-        let mut states = self.state.chunks_exact_mut(ls);
-        let (d, l, f) = (c.d_model, c.n_latents, c.d_ff);
+        let c = &model.config;
+        check_tokens(&[token], c.vocab_size)?;
         let Areas {
             h,
             a,
@@ -161,48 +167,35 @@ impl<'m, 'a, 'b> Session<'m, 'a, 'b> {
             rot,
             tmp,
             quant,
-        } = split_areas(self.scratch, &c, model.quant_scratch_len());
-        let k = model.kernels();
-        model.token_embd.row_into(token as usize, h);
-        let rotation = match c.position {
-            Position::Sinusoidal => {
-                ops::add_sinusoidal(pos, h);
-                None
-            }
-            Position::Vapor => Some(&*rot),
-        };
-        for block in &model.blocks[..c.n_layers] {
-            let st = states.next().unwrap_or(&mut []);
-            ops::layer_norm(h, block.attn_norm.weight, block.attn_norm.bias, c.ln_eps, a);
-            let latte_tmp = &mut tmp[..2 * l + 2 * d];
-            block
-                .latte
-                .step_inner(k, a, st, rotation, latte_tmp, quant, o)?;
-            ops::add_assign(h, o);
-            ops::layer_norm(h, block.ffn_norm.weight, block.ffn_norm.bias, c.ln_eps, a);
-            let hidden = &mut tmp[..f];
-            block.ffn_up.matvec_quantizing(k, a, quant, hidden);
-            ops::add_assign(hidden, block.ffn_up_bias);
-            ops::gelu_tanh_in_place(hidden);
-            block.ffn_down.matvec_quantizing(k, hidden, quant, o);
-            ops::add_assign(o, block.ffn_down_bias);
-            ops::add_assign(h, o);
-        }
-        ops::layer_norm(
+        } = split_areas(self.scratch, c, model.quant_scratch_len());
+        let work = Work {
             h,
-            model.output_norm.weight,
-            model.output_norm.bias,
-            c.ln_eps,
             a,
+            o,
+            tmp,
+            quant,
+        };
+        let rot = (c.position == Position::Vapor).then_some(&*rot);
+        run_chunk(
+            model,
+            self.state,
+            self.pos,
+            &[token],
+            work,
+            rot,
+            logits,
+            None,
+            par,
         );
-        model.output.matvec_quantizing(k, a, quant, logits);
-        ops::add_assign(logits, model.output_bias);
-        self.pos = pos.saturating_add(1);
+        self.pos = self.pos.saturating_add(1);
         Ok(self.logits())
     }
 
     /// Feeds a prompt token by token and returns the logits after its last
     /// token. All tokens are checked before any is fed.
+    ///
+    /// [`Session::prefill`] gives the same bits faster, with a second
+    /// scratch buffer.
     ///
     /// Errors: [`Error::EmptyPrompt`]; [`Error::TokenOutOfRange`] for the
     /// first bad token (the session is then unchanged).
@@ -210,15 +203,116 @@ impl<'m, 'a, 'b> Session<'m, 'a, 'b> {
         if tokens.is_empty() {
             return Err(Error::EmptyPrompt);
         }
-        let vocab_size = self.model.config.vocab_size;
-        if let Some(&token) = tokens
-            .iter()
-            .find(|&&t| usize::try_from(t).map_or(true, |t| t >= vocab_size))
-        {
-            return Err(Error::TokenOutOfRange { token, vocab_size });
-        }
+        check_tokens(tokens, self.model.config.vocab_size)?;
         for &t in tokens {
             self.step(t)?;
+        }
+        Ok(self.logits())
+    }
+
+    /// Feeds a prompt in chunks of up to `chunk` tokens and returns the
+    /// logits after its last token: exactly the bits (logits, state,
+    /// position) of [`Session::feed`] / one [`Session::step`] per token,
+    /// for every weight type and kernel path, faster. (Only NaN results,
+    /// from a broken model, may differ in their payload bits: Rust leaves
+    /// those unspecified.)
+    ///
+    /// Within a chunk, every matrix product (`Wq`, `Wk`, `Wv`, `Wo`, the
+    /// MLP, the head for the last token) is one matrix-matrix product over
+    /// the chunk's tokens, so each weight is read once per chunk instead of
+    /// once per token ([`latte_kernels::matmat`]); the Latte recurrence
+    /// still runs token by token, as in a step.
+    ///
+    /// `scratch` is a second buffer, besides the session's, of at least
+    /// [`Model::prefill_scratch_len`]`(min(chunk, tokens.len()))` `f32`s
+    /// (its contents do not matter; longer is fine). Chunks of 32 to 128
+    /// tokens capture most of the gain.
+    ///
+    /// Errors, all before anything changes: [`Error::EmptyPrompt`];
+    /// [`Error::ZeroSize`] for `chunk == 0`; [`Error::TokenOutOfRange`] for
+    /// the first bad token; [`Error::PrefillScratchTooSmall`].
+    pub fn prefill(
+        &mut self,
+        tokens: &[u32],
+        chunk: usize,
+        scratch: &mut [f32],
+    ) -> Result<&[f32], Error> {
+        self.prefill_with(tokens, chunk, scratch, &Sequential, None)
+    }
+
+    /// [`Session::prefill`] with its matrix products run by `par` (see
+    /// [`Session::step_with`]) and, when `all_logits` is given, the logits
+    /// after *every* token written to it (`tokens.len() x V`, token-major;
+    /// the head is then a matrix-matrix product too), e.g. to score a text.
+    /// Every row has the bits [`Session::step`] would return for that
+    /// token. Returns the logits after the last token either way.
+    ///
+    /// Errors: those of [`Session::prefill`], and [`Error::BufferLength`]
+    /// when `all_logits` is shorter than `tokens.len() * V` (also before
+    /// anything changes).
+    pub fn prefill_with(
+        &mut self,
+        tokens: &[u32],
+        chunk: usize,
+        scratch: &mut [f32],
+        par: &dyn Parallel<'a>,
+        mut all_logits: Option<&mut [f32]>,
+    ) -> Result<&[f32], Error> {
+        let model = self.model;
+        let c = &model.config;
+        if tokens.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        if chunk == 0 {
+            return Err(Error::ZeroSize {
+                key: "prefill chunk",
+            });
+        }
+        check_tokens(tokens, c.vocab_size)?;
+        let chunk = chunk.min(tokens.len());
+        let need = model.prefill_scratch_len(chunk);
+        if scratch.len() < need {
+            return Err(Error::PrefillScratchTooSmall {
+                chunk,
+                need,
+                got: scratch.len(),
+            });
+        }
+        let v = c.vocab_size;
+        if let Some(all) = &all_logits {
+            let need = tokens.len().saturating_mul(v);
+            if all.len() < need {
+                return Err(Error::BufferLength {
+                    what: "all_logits (tokens x vocabulary)",
+                    need,
+                    got: all.len(),
+                });
+            }
+        }
+        let (d, tmp_per_token) = model.prefill_token_areas();
+        for (i, piece) in tokens.chunks(chunk).enumerate() {
+            let n = piece.len();
+            // Areas for n tokens (within `need`, which is for `chunk >= n`).
+            let (h, rest) = scratch.split_at_mut(n * d);
+            let (a, rest) = rest.split_at_mut(n * d);
+            let (o, rest) = rest.split_at_mut(n * d);
+            let (tmp, quant) = rest.split_at_mut(n * tmp_per_token);
+            let work = Work {
+                h,
+                a,
+                o,
+                tmp,
+                quant,
+            };
+            let Areas { logits, rot, .. } = split_areas(self.scratch, c, model.quant_scratch_len());
+            let rot = (c.position == Position::Vapor).then_some(&*rot);
+            let out = all_logits
+                .as_deref_mut()
+                .map(|all| &mut all[i * chunk * v..(i * chunk + n) * v]);
+            run_chunk(
+                model, self.state, self.pos, piece, work, rot, logits, out, par,
+            );
+            self.pos = self.pos.saturating_add(n as u64);
         }
         Ok(self.logits())
     }
@@ -265,5 +359,153 @@ impl<'m, 'a, 'b> Session<'m, 'a, 'b> {
         let ls = latte.state_len();
         let st = self.state.get(layer.checked_mul(ls)?..)?;
         latte.split_state(st)
+    }
+}
+
+/// [`Error::TokenOutOfRange`] for the first token `>= vocab_size`.
+fn check_tokens(tokens: &[u32], vocab_size: usize) -> Result<(), Error> {
+    match tokens
+        .iter()
+        .find(|&&t| usize::try_from(t).map_or(true, |t| t >= vocab_size))
+    {
+        Some(&token) => Err(Error::TokenOutOfRange { token, vocab_size }),
+        None => Ok(()),
+    }
+}
+
+/// The areas a chunk of `T` tokens is computed in, each token-major: `h`,
+/// `a`, `o` (`T x D` each), `tmp` (`T x max(2L + 2D, F)`) and `quant`
+/// (the `Q8_0` inputs of `T` tokens). A step uses the session's own
+/// scratch (`T = 1`), a prefill the caller's prefill scratch.
+struct Work<'s> {
+    h: &'s mut [f32],
+    a: &'s mut [f32],
+    o: &'s mut [f32],
+    tmp: &'s mut [f32],
+    quant: &'s mut [f32],
+}
+
+/// The input of a product with `m`: `x` as is, or quantized.
+fn input<'x>(m: &Matrix<'_>, x: &'x [f32], xq: &'x [BlockQ8_0]) -> TaskInput<'x> {
+    if m.data().is_quantized() {
+        TaskInput::Q8_0(xq)
+    } else {
+        TaskInput::F32(x)
+    }
+}
+
+/// LayerNorm of each `D`-row of `x` into the same row of `out`.
+fn layer_norm_rows(x: &[f32], norm: &Norm<'_>, eps: f32, d: usize, out: &mut [f32]) {
+    for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        ops::layer_norm(xr, norm.weight, norm.bias, eps, or);
+    }
+}
+
+/// Runs the whole model on `tokens` (valid, non-empty), the first at
+/// position `pos`: the matrix products over all tokens at once through
+/// `par`, the recurrence token by token. Writes the logits after the last
+/// token to `logits` (`V`) and, if given, after every token to
+/// `all_logits` (`T x V`). `work` holds at least the areas for `T` tokens
+/// (checked by the callers, as are `state` and `rot`).
+#[allow(clippy::too_many_arguments)]
+fn run_chunk<'a>(
+    model: &Model<'a>,
+    state: &mut [f32],
+    pos: u64,
+    tokens: &[u32],
+    work: Work<'_>,
+    rot: Option<&[f32]>,
+    logits: &mut [f32],
+    all_logits: Option<&mut [f32]>,
+    par: &dyn Parallel<'a>,
+) {
+    let c = &model.config;
+    let (d, l, f, v, eps) = (c.d_model, c.n_latents, c.d_ff, c.vocab_size, c.ln_eps);
+    let n = tokens.len();
+    let k = model.kernels();
+    let Work {
+        h,
+        a,
+        o,
+        tmp,
+        quant,
+    } = work;
+    let (h, a, o) = (&mut h[..n * d], &mut a[..n * d], &mut o[..n * d]);
+    for (t, (&token, ht)) in tokens.iter().zip(h.chunks_exact_mut(d)).enumerate() {
+        model.token_embd.row_into(token as usize, ht);
+        if c.position == Position::Sinusoidal {
+            ops::add_sinusoidal(pos.saturating_add(t as u64), ht);
+        }
+    }
+    let ls = c.layer_state_len();
+    let layers = model.blocks[..c.n_layers]
+        .iter()
+        .zip(state.chunks_exact_mut(ls));
+    for (block, st) in layers {
+        let latte = &block.latte;
+        let [wq, wk, wv, wo] = latte.matrices();
+        // Latte: the projections over the chunk, then the recurrence
+        // token by token, then Wo over the chunk.
+        layer_norm_rows(h, &block.attn_norm, eps, d, a);
+        let (q, rest) = tmp.split_at_mut(n * l);
+        let (kk, rest) = rest.split_at_mut(n * l);
+        let (vv, rest) = rest.split_at_mut(n * d);
+        let y = &mut rest[..n * d];
+        let quantized = [wq, wk, wv].iter().any(|m| m.data().is_quantized());
+        let xq = quantize_input(k, quantized, a, quant);
+        par.run(&RowTask::new(k, *wq, input(wq, a, xq), n), q);
+        par.run(&RowTask::new(k, *wk, input(wk, a, xq), n), kk);
+        par.run(&RowTask::new(k, *wv, input(wv, a, xq), n), vv);
+        let per_token = q
+            .chunks_exact_mut(l)
+            .zip(kk.chunks_exact(l))
+            .zip(vv.chunks_exact(d))
+            .zip(y.chunks_exact_mut(d));
+        for (((qt, kt), vt), yt) in per_token {
+            latte.recur(qt, kt, vt, st, rot, yt);
+        }
+        let xq = quantize_input(k, wo.data().is_quantized(), y, quant);
+        par.run(&RowTask::new(k, *wo, input(wo, y, xq), n), o);
+        ops::add_assign(h, o);
+        // MLP.
+        layer_norm_rows(h, &block.ffn_norm, eps, d, a);
+        let hidden = &mut tmp[..n * f];
+        let up = &block.ffn_up;
+        let xq = quantize_input(k, up.data().is_quantized(), a, quant);
+        let task = RowTask::new(k, *up, input(up, a, xq), n)
+            .with_epilogue(Epilogue::BiasGelu(block.ffn_up_bias));
+        par.run(&task, hidden);
+        let down = &block.ffn_down;
+        let xq = quantize_input(k, down.data().is_quantized(), hidden, quant);
+        let task = RowTask::new(k, *down, input(down, hidden, xq), n)
+            .with_epilogue(Epilogue::Bias(block.ffn_down_bias));
+        par.run(&task, o);
+        ops::add_assign(h, o);
+    }
+    // Head: the last token only, or every token.
+    let head = &model.output;
+    let bias = Epilogue::Bias(model.output_bias);
+    match all_logits {
+        None => {
+            let a = &mut a[..d];
+            ops::layer_norm(
+                &h[(n - 1) * d..],
+                model.output_norm.weight,
+                model.output_norm.bias,
+                eps,
+                a,
+            );
+            let xq = quantize_input(k, head.data().is_quantized(), a, quant);
+            let task = RowTask::new(k, *head, input(head, a, xq), 1).with_epilogue(bias);
+            par.run(&task, &mut logits[..v]);
+        }
+        Some(all) => {
+            layer_norm_rows(h, &model.output_norm, eps, d, a);
+            let xq = quantize_input(k, head.data().is_quantized(), a, quant);
+            let task = RowTask::new(k, *head, input(head, a, xq), n).with_epilogue(bias);
+            let all = &mut all[..n * v];
+            par.run(&task, all);
+            logits[..v].copy_from_slice(&all[(n - 1) * v..]);
+        }
     }
 }

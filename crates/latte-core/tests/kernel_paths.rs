@@ -130,8 +130,16 @@ fn every_kernel_path_generates_the_same_text_as_the_reference_and_the_boards() {
         );
         let sampled = generate(&model, SAMPLED, SAMPLED_PROMPT, 64);
         for board in BOARDS {
-            assert_eq!(greedy, expected(board, "greedy"), "{name} vs boards/{board}");
-            assert_eq!(sampled, expected(board, "sampled"), "{name} vs boards/{board}");
+            assert_eq!(
+                greedy,
+                expected(board, "greedy"),
+                "{name} vs boards/{board}"
+            );
+            assert_eq!(
+                sampled,
+                expected(board, "sampled"),
+                "{name} vs boards/{board}"
+            );
         }
     }
 }
@@ -142,17 +150,28 @@ fn greedy_text_is_identical_on_every_path_for_every_golden_prompt() {
         &std::fs::read_to_string(format!("{ROOT}/models/latte-micro/golden.json")).unwrap(),
     )
     .unwrap();
-    for file in ["latte-micro-f32.gguf", "latte-micro-f16.gguf", "latte-micro-q4_0.gguf"] {
+    for file in [
+        "latte-micro-f32.gguf",
+        "latte-micro-f16.gguf",
+        "latte-micro-q4_0.gguf",
+    ] {
         let words = aligned(&format!("{ROOT}/models/latte-micro/{file}"));
         let bytes = bytemuck::cast_slice::<u32, u8>(&words);
         for p in gold["prompts"].as_array().unwrap() {
             let prompt = p["text"].as_str().unwrap();
-            let scalar = Model::from_gguf(bytes).unwrap().with_kernels(Kernels::scalar());
+            let scalar = Model::from_gguf(bytes)
+                .unwrap()
+                .with_kernels(Kernels::scalar());
             let want = generate(&scalar, SamplerConfig::default(), prompt, 32);
             for k in paths() {
                 let model = Model::from_gguf(bytes).unwrap().with_kernels(k);
                 let got = generate(&model, SamplerConfig::default(), prompt, 32);
-                assert_eq!(got, want, "{file}, {prompt:?}: {} differs from scalar", k.path());
+                assert_eq!(
+                    got,
+                    want,
+                    "{file}, {prompt:?}: {} differs from scalar",
+                    k.path()
+                );
             }
         }
     }
@@ -160,5 +179,8 @@ fn greedy_text_is_identical_on_every_path_for_every_golden_prompt() {
 
 #[test]
 fn unescape_reads_what_the_boards_print() {
-    assert_eq!(unescape(r#"b"a\nb\x00\xff\"\\""#), b"a\nb\x00\xff\"\\".to_vec());
+    assert_eq!(
+        unescape(r#"b"a\nb\x00\xff\"\\""#),
+        b"a\nb\x00\xff\"\\".to_vec()
+    );
 }

@@ -95,12 +95,50 @@ fn matvecs(c: &mut Criterion) {
     g.finish();
 }
 
+/// The matrix shapes of the committed model (width 128, MLP 512: rows of 4
+/// or 16 blocks) and a large one, for the SIMD paths (which one
+/// `Kernels::best` picks was decided on these).
+fn matvec_shapes(c: &mut Criterion) {
+    for (rows, cols) in [(128usize, 128usize), (512, 128), (128, 512), (4096, 4096)] {
+        let w = values(rows * cols, 5);
+        let x = values(cols, 6);
+        let (w8, w4, x8) = (q8(&w), q4(&w), q8(&x));
+        let mut y = vec![0.0f32; rows];
+        let mut g = c.benchmark_group(format!("matvec_{rows}x{cols}"));
+        g.throughput(Throughput::Elements((rows * cols) as u64));
+        for k in paths()
+            .into_iter()
+            .filter(|k| k.path() != KernelPath::Scalar)
+        {
+            let p = k.path().name();
+            g.bench_function(format!("q8_0/{p}"), |b| {
+                b.iter(|| k.matvec_q8_0(black_box(&w8), rows, cols, black_box(&x8), &mut y))
+            });
+            g.bench_function(format!("q4_0/{p}"), |b| {
+                b.iter(|| k.matvec_q4_0(black_box(&w4), rows, cols, black_box(&x8), &mut y))
+            });
+        }
+        g.finish();
+    }
+}
+
 /// Clock estimate: a chain of dependent 64-bit integer adds, one cycle of
 /// latency each on current x86-64 and AArch64 cores, so the throughput in
 /// elements per second reads as the core clock in Hz while the kernels run.
 fn clock(c: &mut Criterion) {
     const ADDS: u64 = 100_000;
     let mut g = c.benchmark_group("clock");
+    g.throughput(Throughput::Elements(ADDS));
+    g.bench_function("dependent_add_chain", |b| {
+        b.iter(|| add_chain(black_box(ADDS / 10)))
+    });
+    g.finish();
+}
+
+/// The clock once more after the kernels (the rate can drift during a run).
+fn clock_again(c: &mut Criterion) {
+    const ADDS: u64 = 100_000;
+    let mut g = c.benchmark_group("clock_end");
     g.throughput(Throughput::Elements(ADDS));
     g.bench_function("dependent_add_chain", |b| {
         b.iter(|| add_chain(black_box(ADDS / 10)))
@@ -149,5 +187,5 @@ fn add_chain(n: u64) -> u64 {
     x
 }
 
-criterion_group!(benches, clock, dots, matvecs);
+criterion_group!(benches, clock, dots, matvecs, matvec_shapes, clock_again);
 criterion_main!(benches);

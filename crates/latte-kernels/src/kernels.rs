@@ -27,30 +27,43 @@ pub enum KernelPath {
     Avx2,
     /// x86-64 AVX2 + FMA + F16C + AVX-VNNI (256-bit `vpdpbusd`).
     AvxVnni,
+    /// x86-64 AVX2 + FMA + F16C + AVX-512 F/BW/VL + AVX512-VNNI (512-bit
+    /// `vpdpbusd`).
+    Avx512Vnni,
     /// AArch64 Advanced SIMD (NEON).
     Neon,
     /// AArch64 NEON with the dot-product extension (`sdot`).
     NeonDotprod,
+    /// Arm Cortex-M DSP extension (`SMLAD`, `SXTB16`): Cortex-M4/M7/M33/M55.
+    ArmDsp,
+    /// Arm Helium (M-profile Vector Extension): Cortex-M55/M85.
+    ArmHelium,
 }
 
 impl KernelPath {
     /// Every path, fastest last.
-    pub const ALL: [KernelPath; 5] = [
+    pub const ALL: [KernelPath; 8] = [
         KernelPath::Scalar,
         KernelPath::Avx2,
         KernelPath::AvxVnni,
+        KernelPath::Avx512Vnni,
         KernelPath::Neon,
         KernelPath::NeonDotprod,
+        KernelPath::ArmDsp,
+        KernelPath::ArmHelium,
     ];
 
-    /// Short lowercase name: `scalar`, `avx2`, `avxvnni`, `neon`, `neon-dotprod`.
+    /// Short lowercase name: `scalar`, `avx2`, `avxvnni`, `avx512vnni`, `neon`, `neon-dotprod`.
     pub fn name(self) -> &'static str {
         match self {
             KernelPath::Scalar => "scalar",
             KernelPath::Avx2 => "avx2",
             KernelPath::AvxVnni => "avxvnni",
+            KernelPath::Avx512Vnni => "avx512vnni",
             KernelPath::Neon => "neon",
             KernelPath::NeonDotprod => "neon-dotprod",
+            KernelPath::ArmDsp => "arm-dsp",
+            KernelPath::ArmHelium => "arm-helium",
         }
     }
 
@@ -61,8 +74,11 @@ impl KernelPath {
             KernelPath::Scalar => Some(Kernels::scalar()),
             KernelPath::Avx2 => Kernels::avx2(),
             KernelPath::AvxVnni => Kernels::avx_vnni(),
+            KernelPath::Avx512Vnni => Kernels::avx512_vnni(),
             KernelPath::Neon => Kernels::neon(),
             KernelPath::NeonDotprod => Kernels::neon_dotprod(),
+            KernelPath::ArmDsp => Kernels::arm_dsp(),
+            KernelPath::ArmHelium => Kernels::arm_helium(),
         }
     }
 }
@@ -137,6 +153,26 @@ mod detect {
     #[cfg(all(target_arch = "x86_64", not(feature = "std")))]
     pub fn avx_vnni() -> bool {
         avx2() && cfg!(target_feature = "avxvnni")
+    }
+
+    #[cfg(all(target_arch = "x86_64", feature = "std"))]
+    pub fn avx512_vnni() -> bool {
+        avx2()
+            && std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512vnni")
+    }
+
+    #[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+    pub fn avx512_vnni() -> bool {
+        avx2()
+            && cfg!(all(
+                target_feature = "avx512f",
+                target_feature = "avx512bw",
+                target_feature = "avx512vl",
+                target_feature = "avx512vnni"
+            ))
     }
 
     #[cfg(all(target_arch = "aarch64", feature = "std"))]
@@ -218,6 +254,25 @@ impl Kernels {
         None
     }
 
+    /// AVX-512 kernels (AVX2 + FMA + F16C + AVX512F/BW/VL + AVX512-VNNI),
+    /// `None` unless this CPU has them. The float kernels are the AVX2 ones.
+    pub fn avx512_vnni() -> Option<Kernels> {
+        #[cfg(target_arch = "x86_64")]
+        if detect::avx512_vnni() {
+            use crate::x86_avx512 as v;
+            // `detect::avx512_vnni` checks AVX2 too.
+            return Kernels::avx2().map(|base| Kernels {
+                path: KernelPath::Avx512Vnni,
+                dot_q8_0: v::dot_q8_0,
+                dot_q4_0: v::dot_q4_0,
+                matvec_q8_0: v::matvec_q8_0,
+                matvec_q4_0: v::matvec_q4_0,
+                ..base
+            });
+        }
+        None
+    }
+
     /// NEON kernels, `None` unless this CPU has Advanced SIMD (always `None`
     /// off AArch64).
     pub fn neon() -> Option<Kernels> {
@@ -256,6 +311,49 @@ impl Kernels {
                 ..base
             });
         }
+        None
+    }
+
+    /// Cortex-M DSP-extension kernels for the quantized dot products (the
+    /// float kernels are the scalar ones), `None` unless the compilation
+    /// target has the extension (there is no run-time detection on a
+    /// microcontroller: `build.rs` derives it from the target, see
+    /// `crate::arm_dsp`).
+    pub fn arm_dsp() -> Option<Kernels> {
+        #[cfg(latte_arm_dsp)]
+        {
+            use crate::arm_dsp as k;
+            return Some(Kernels {
+                path: KernelPath::ArmDsp,
+                dot_q8_0: k::dot_q8_0,
+                dot_q4_0: k::dot_q4_0,
+                matvec_q8_0: k::matvec_q8_0,
+                matvec_q4_0: k::matvec_q4_0,
+                ..Kernels::scalar()
+            });
+        }
+        #[allow(unreachable_code)]
+        None
+    }
+
+    /// Helium (MVE) kernels for the quantized dot products (the float
+    /// kernels are the scalar ones), `None` unless the compilation target
+    /// has MVE (`-C target-feature=+mve` on a `thumbv8m.main` target; see
+    /// `crate::arm_helium`).
+    pub fn arm_helium() -> Option<Kernels> {
+        #[cfg(latte_arm_mve)]
+        {
+            use crate::arm_helium as k;
+            return Some(Kernels {
+                path: KernelPath::ArmHelium,
+                dot_q8_0: k::dot_q8_0,
+                dot_q4_0: k::dot_q4_0,
+                matvec_q8_0: k::matvec_q8_0,
+                matvec_q4_0: k::matvec_q4_0,
+                ..Kernels::scalar()
+            });
+        }
+        #[allow(unreachable_code)]
         None
     }
 

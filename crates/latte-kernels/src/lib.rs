@@ -8,6 +8,9 @@
 //! * Dot products and matrix-vector products of `Q8_0`/`Q4_0` weights with
 //!   `Q8_0` activations, and of `f32`/`f16` weights with `f32` activations,
 //!   through a [`Kernels`] table chosen once per CPU.
+//! * Matrix-matrix products for prompt prefill ([`Kernels::matmat_q8_0`],
+//!   ...): each weight block multiplied with a chunk of tokens while it is in
+//!   cache, every value bit for bit the matrix-vector product's ([`matmat`]).
 //!
 //! [`scalar`] is the specification: its module documentation fixes the
 //! rounding of the quantizers and the order of the float accumulation of the
@@ -45,12 +48,19 @@ extern crate std;
 
 pub mod block;
 mod kernels;
+pub mod matmat;
 pub mod scalar;
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon;
+#[cfg(latte_arm_dsp)]
+pub mod arm_dsp;
+#[cfg(latte_arm_mve)]
+mod arm_helium;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx512;
 #[cfg(target_arch = "x86_64")]
 mod x86_avxvnni;
 

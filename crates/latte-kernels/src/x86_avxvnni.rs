@@ -12,7 +12,8 @@ use core::arch::x86_64::*;
 
 use crate::block::{BlockQ4_0, BlockQ8_0};
 use crate::x86_avx2::{
-    accumulate, load_i8x32, nibbles, quant_dot, quant_matvec, reduce_lanes, scales8, transpose_sum,
+    accumulate, load_i8x32, nibbles, quant_dot, quant_matmat_small, quant_matvec, reduce_lanes,
+    scales8, transpose_sum,
 };
 
 /// # Safety
@@ -110,6 +111,87 @@ fn matvec_q4_0_tf(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]
             nibbles(a),
             *y
         ),
+        |b: &BlockQ4_0| b.d
+    )
+}
+
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C and AVX-VNNI.
+///
+/// The AVX2 file's `quant_matmat_small!` for `Q8_0` weights (`nb <= 4`),
+/// two tokens per reduction.
+pub(crate) unsafe fn matmat_q8_0_small(
+    w: &[BlockQ8_0],
+    nb: usize,
+    x: &[BlockQ8_0],
+    tokens: usize,
+    y: &mut [f32],
+    ldy: usize,
+) {
+    // SAFETY: the caller guarantees the target features.
+    unsafe { matmat_q8_0_small_tf(w, nb, x, tokens, y, ldy) }
+}
+
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C and AVX-VNNI.
+///
+/// Like [`matmat_q8_0_small`] for `Q4_0` weights.
+pub(crate) unsafe fn matmat_q4_0_small(
+    w: &[BlockQ4_0],
+    nb: usize,
+    x: &[BlockQ8_0],
+    tokens: usize,
+    y: &mut [f32],
+    ldy: usize,
+) {
+    // SAFETY: the caller guarantees the target features.
+    unsafe { matmat_q4_0_small_tf(w, nb, x, tokens, y, ldy) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+fn matmat_q8_0_small_tf(
+    w: &[BlockQ8_0],
+    nb: usize,
+    x: &[BlockQ8_0],
+    tokens: usize,
+    y: &mut [f32],
+    ldy: usize,
+) {
+    quant_matmat_small!(
+        w,
+        nb,
+        x,
+        tokens,
+        y,
+        ldy,
+        // 128 * y, the bias of the weights.
+        |y: &__m256i| _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(-128), *y),
+        |a: &BlockQ8_0| _mm256_xor_si256(load_i8x32(&a.qs), _mm256_set1_epi8(-128)),
+        |u: &__m256i, y: &__m256i| _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), *u, *y),
+        |b: &BlockQ8_0| b.d
+    )
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+fn matmat_q4_0_small_tf(
+    w: &[BlockQ4_0],
+    nb: usize,
+    x: &[BlockQ8_0],
+    tokens: usize,
+    y: &mut [f32],
+    ldy: usize,
+) {
+    quant_matmat_small!(
+        w,
+        nb,
+        x,
+        tokens,
+        y,
+        ldy,
+        // 8 * y, the offset of the nibbles.
+        |y: &__m256i| _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), *y),
+        |a: &BlockQ4_0| nibbles(a),
+        |q: &__m256i, y: &__m256i| _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), *q, *y),
         |b: &BlockQ4_0| b.d
     )
 }

@@ -237,8 +237,8 @@ mod suite {
 
     pub fn matvec_quant_bit_exact(k: &Kernels) {
         let mut rng = Rng::new(0x5EED_0005);
-        for rows in [1usize, 2, 3, 4, 5, 8, 13] {
-            for nb in [1usize, 2, 7, 8, 9, 33] {
+        for rows in [1usize, 2, 3, 4, 5, 6, 7, 8, 13] {
+            for nb in [1usize, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17, 33] {
                 let cols = nb * 32;
                 let w = rng.blocks_q8_0(rows * nb);
                 let w4 = rng.blocks_q4_0(rows * nb);
@@ -266,6 +266,46 @@ mod suite {
                     assert_eq!(bits(y4[r]), bits(k.vec_dot_q4_0_q8_0(cols, row4, &x)));
                 }
             }
+        }
+        // Products of -0.0 (zero quants, negative scales): the accumulators
+        // start at +0.0, so every row is +0.0, whatever the row length.
+        for nb in 1usize..=9 {
+            let rows = 5;
+            let w = vec![
+                BlockQ8_0 {
+                    d: 0xBC00,
+                    qs: [0; 32]
+                };
+                rows * nb
+            ];
+            let w4 = vec![
+                BlockQ4_0 {
+                    d: 0xBC00,
+                    qs: [0x88; 16]
+                };
+                rows * nb
+            ];
+            let x = vec![
+                BlockQ8_0 {
+                    d: ONE,
+                    qs: [5; 32]
+                };
+                nb
+            ];
+            let mut y = vec![f32::NAN; rows];
+            k.matvec_q8_0(&w, rows, nb * 32, &x, &mut y);
+            assert!(
+                y.iter().all(|v| bits(*v) == bits(0.0)),
+                "q8_0 nb={nb}: {y:?}"
+            );
+            let mut y = vec![f32::NAN; rows];
+            k.matvec_q4_0(&w4, rows, nb * 32, &x, &mut y);
+            assert!(
+                y.iter().all(|v| bits(*v) == bits(0.0)),
+                "q4_0 nb={nb}: {y:?}"
+            );
+            assert_eq!(bits(k.vec_dot_q8_0_q8_0(nb * 32, &w[..nb], &x)), bits(0.0));
+            assert_eq!(bits(k.vec_dot_q4_0_q8_0(nb * 32, &w4[..nb], &x)), bits(0.0));
         }
     }
 
@@ -298,6 +338,30 @@ mod suite {
             assert_eq!(
                 bits(y[r]),
                 bits(scalar().vec_dot_q8_0_q8_0(64, row, &x[..2]))
+            );
+        }
+        // Short x on wider rows, through every row grouping and block tail.
+        for (rows, nb_w, nb_x) in [
+            (9usize, 13usize, 12usize),
+            (11, 20, 9),
+            (9, 9, 4),
+            (6, 6, 5),
+        ] {
+            let w = rng.blocks_q8_0(rows * nb_w);
+            let w4 = rng.blocks_q4_0(rows * nb_w);
+            let x = rng.blocks_q8_0(nb_x);
+            let (mut y, mut ys) = (vec![7.0f32; rows], vec![7.0f32; rows]);
+            k.matvec_q8_0(&w, rows, nb_w * 32, &x, &mut y);
+            scalar().matvec_q8_0(&w, rows, nb_w * 32, &x, &mut ys);
+            assert_eq!(
+                y.iter().map(|v| bits(*v)).collect::<Vec<_>>(),
+                ys.iter().map(|v| bits(*v)).collect::<Vec<_>>()
+            );
+            k.matvec_q4_0(&w4, rows, nb_w * 32, &x, &mut y);
+            scalar().matvec_q4_0(&w4, rows, nb_w * 32, &x, &mut ys);
+            assert_eq!(
+                y.iter().map(|v| bits(*v)).collect::<Vec<_>>(),
+                ys.iter().map(|v| bits(*v)).collect::<Vec<_>>()
             );
         }
         // f32 with a short y.
@@ -588,6 +652,8 @@ kernel_suite!(scalar, KernelPath::Scalar);
 kernel_suite!(avx2, KernelPath::Avx2);
 #[cfg(target_arch = "x86_64")]
 kernel_suite!(avxvnni, KernelPath::AvxVnni);
+#[cfg(target_arch = "x86_64")]
+kernel_suite!(avx512vnni, KernelPath::Avx512Vnni);
 #[cfg(target_arch = "aarch64")]
 kernel_suite!(neon, KernelPath::Neon);
 #[cfg(target_arch = "aarch64")]

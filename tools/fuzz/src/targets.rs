@@ -5,8 +5,8 @@
 //! includes it (`#[path]`) to replay the saved crash inputs.
 
 use latte_core::{
-    Config, Error, LayerWeights, Matrix, Model, Norm, Position, Sampler, SamplerConfig, Session,
-    Weights,
+    Config, Error, LayerWeights, Matrix, Model, Norm, Position, Sampler, SamplerConfig, Sequential,
+    Session, Weights,
 };
 use latte_gguf::{Gguf, Value};
 
@@ -94,7 +94,9 @@ fn walk_value(v: Value<'_>) {
 
 /// (b) Load and step: byte 0 is the number of tokens `n` (mod 9), the next
 /// `n` bytes are token ids, the rest is a model file. Loads it, runs the
-/// tokens (sampling after each), and round-trips a snapshot.
+/// tokens (sampling after each), checks that a chunked prefill of the
+/// valid ones (chunks of `1 + n % 3`) gives the same logits and state bit
+/// for bit (any NaN equal to any NaN), and round-trips a snapshot.
 pub fn load_and_step(data: &[u8]) {
     let Some((&n, rest)) = data.split_first() else {
         return;
@@ -118,15 +120,48 @@ pub fn load_and_step(data: &[u8]) {
         seed: u64::from(n as u8),
     })
     .expect("valid settings");
+    // The logits after each token that was fed, for the prefill below.
+    let (mut fed, mut rows) = (Vec::new(), Vec::new());
     for &t in tokens {
         let t = u32::from(t);
         match s.step(t) {
-            Ok(logits) => assert_eq!(logits.len(), v),
+            Ok(logits) => {
+                assert_eq!(logits.len(), v);
+                fed.push(t);
+                rows.extend_from_slice(logits);
+            }
             Err(Error::TokenOutOfRange { .. }) => assert!(t as usize >= v),
             Err(e) => panic!("step failed on a loaded model: {e}"),
         }
         let next = s.sample(&mut sampler);
         assert!((next as usize) < v, "sampled token {next} >= V = {v}");
+    }
+    // A chunked prefill of the same tokens gives the same bits.
+    if !fed.is_empty() {
+        let chunk = 1 + usize::from(n as u8) % 3;
+        let mut state3 = vec![0f32; model.state_len()];
+        let mut scratch3 = vec![0f32; model.scratch_len()];
+        let mut prefill = vec![0f32; model.prefill_scratch_len(chunk)];
+        let mut all = vec![0f32; fed.len() * v];
+        let mut s3 = Session::new(&model, &mut state3, &mut scratch3).expect("session");
+        s3.prefill_with(&fed, chunk, &mut prefill, &Sequential, Some(&mut all))
+            .expect("prefill of valid tokens with exact buffers");
+        // Bits, except that every NaN counts as one: Rust leaves the
+        // payload of a NaN result unspecified (the optimizer may swap the
+        // operands of an addition, and x86 returns the first NaN operand),
+        // so the two code paths may encode the NaNs of a broken model
+        // differently.
+        let bits = |x: &[f32]| {
+            x.iter()
+                .map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() })
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            bits(&all) == bits(&rows),
+            "prefill logits differ from steps"
+        );
+        assert!(bits(s3.state()) == bits(s.state()), "prefill state differs");
+        assert_eq!(s3.position(), s.position());
     }
     let mut snap = vec![0u8; s.snapshot_len()];
     assert_eq!(s.save_snapshot(&sampler, &mut snap), Ok(snap.len()));

@@ -7,11 +7,16 @@ use std::time::Instant;
 
 use anyhow::{anyhow, ensure, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use latte_core::{Kernels, Model, Sampler, SamplerConfig, Session};
+use latte_core::{Kernels, Model, Parallel, Sampler, SamplerConfig, Session};
 
 use crate::mapped::Mapped;
 use crate::run::write_stdout;
+use crate::threads::{with_pool, Spawn};
 use crate::BenchArgs;
+
+/// Each prefill measurement is repeated this many times; the best is
+/// reported (the machine may be shared).
+const PREFILL_REPEATS: usize = 3;
 
 /// Text the prompt is cut from (repeated as needed).
 const PROMPT_TEXT: &[u8] = b"It was a dark and stormy night; the rain fell in torrents, except at \
@@ -90,80 +95,44 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         "{shown} has a vocabulary of {vocab} tokens; bench feeds bytes, so it needs a byte-level \
          model (at most 256 tokens)"
     );
-    let mut state = vec![0f32; model.state_len()];
-    let mut scratch = vec![0f32; model.scratch_len()];
-    let mut session =
-        Session::new(&model, &mut state, &mut scratch).context("cannot start a session")?;
-
-    // Prefill.
-    let prompt: Vec<u32> = PROMPT_TEXT
-        .iter()
-        .cycle()
-        .take(args.prefill)
-        .map(|&b| u32::from(b) % vocab as u32)
-        .collect();
-    let t = Instant::now();
-    session.feed(&prompt).context("prefill")?;
-    let prefill_s = t.elapsed().as_secs_f64();
-
-    // Decode: sample greedily, then feed the token.
-    let mut sampler = greedy()?;
-    let t = Instant::now();
-    for _ in 0..args.decode {
-        let tok = session.sample(&mut sampler);
-        session.step(tok).context("decode")?;
-    }
-    let decode_s = t.elapsed().as_secs_f64();
-
-    // Latency against context: one sequence from position 0; the decode
-    // steps starting at positions c .. c + samples are timed for every c.
-    session.reset();
-    sampler = greedy()?;
-    let contexts: Vec<usize> = std::iter::successors(Some(64usize), |c| c.checked_mul(2))
-        .take_while(|&c| c <= args.max_ctx)
-        .collect();
-    let end = args.max_ctx + args.samples;
-    let bar = ProgressBar::new(end as u64);
-    if let Ok(style) =
-        ProgressStyle::with_template("latency [{bar:30}] position {pos}/{len} {per_sec} eta {eta}")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    let mut points = Vec::with_capacity(contexts.len());
-    let mut next = contexts.iter().copied().peekable();
-    let mut tok = prompt.first().copied().unwrap_or(0);
-    let mut pos = 0usize;
-    while let Some(&c) = next.peek() {
-        if pos < c {
-            session.step(tok).context("decode")?;
-            tok = session.sample(&mut sampler);
-            pos += 1;
-        } else {
-            let mut us = Vec::with_capacity(args.samples);
-            for _ in 0..args.samples {
-                let t = Instant::now();
-                session.step(tok).context("decode")?;
-                tok = session.sample(&mut sampler);
-                us.push(t.elapsed().as_secs_f64() * 1e6);
-                pos += 1;
-            }
-            points.push(Point::from_samples(c, us));
-            next.next();
-        }
-        if pos.is_multiple_of(1024) {
-            bar.set_position(pos as u64);
-        }
-    }
-    bar.finish_and_clear();
+    let threads = args.compute.threads();
+    let m = if args.spawn_per_product {
+        measure(args, &model, &Spawn(threads))?
+    } else {
+        with_pool(threads, |pool| measure(args, &model, pool))?
+    };
+    let Measured {
+        prefill_s,
+        stepwise_s,
+        decode_s,
+        points,
+    } = m;
+    let chunk = args.compute.chunk.min(args.prefill);
+    let threading = match (threads, args.spawn_per_product) {
+        (1, _) => "1 thread".to_string(),
+        (n, false) => format!("{n} threads"),
+        (n, true) => format!("{n} threads spawned per product"),
+    };
 
     let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
     let mut out = String::new();
-    let _ = writeln!(out, "model      {shown} (kernels {})", kernels.path());
     let _ = writeln!(
         out,
-        "prefill    {} tokens in {prefill_s:.4} s: {:.0} tokens/s",
+        "model      {shown} (kernels {}, {threading})",
+        kernels.path()
+    );
+    let _ = writeln!(
+        out,
+        "prefill    {} tokens in {prefill_s:.4} s: {:.0} tokens/s (chunks of {chunk}, best of {PREFILL_REPEATS})",
         args.prefill,
         rate(args.prefill, prefill_s)
+    );
+    let _ = writeln!(
+        out,
+        "stepwise   {} tokens in {stepwise_s:.4} s: {:.0} tokens/s (the same prompt token by token); chunked prefill {:.2}x as fast",
+        args.prefill,
+        rate(args.prefill, stepwise_s),
+        if prefill_s > 0.0 { stepwise_s / prefill_s } else { 0.0 }
     );
     let _ = writeln!(
         out,
@@ -208,6 +177,121 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
     write_stdout(out.as_bytes())
+}
+
+/// Timings of one bench run.
+struct Measured {
+    prefill_s: f64,
+    stepwise_s: f64,
+    decode_s: f64,
+    points: Vec<Point>,
+}
+
+/// Prefill, decode and latency measurements with `par` running the
+/// products.
+fn measure<'a>(args: &BenchArgs, model: &Model<'a>, par: &dyn Parallel<'a>) -> Result<Measured> {
+    let vocab = model.config().vocab_size;
+    let mut state = vec![0f32; model.state_len()];
+    let mut scratch = vec![0f32; model.scratch_len()];
+    let mut session =
+        Session::new(model, &mut state, &mut scratch).context("cannot start a session")?;
+
+    // Prefill: in chunks, and token by token (same threads), alternately,
+    // after one short warm-up (page faults of the mapped weights); the two
+    // must end with the same logits.
+    let prompt: Vec<u32> = PROMPT_TEXT
+        .iter()
+        .cycle()
+        .take(args.prefill)
+        .map(|&b| u32::from(b) % vocab as u32)
+        .collect();
+    let chunk = args.compute.chunk.min(prompt.len());
+    let mut prefill_scratch = vec![0f32; model.prefill_scratch_len(chunk)];
+    let warm = &prompt[..prompt.len().min(chunk)];
+    session
+        .prefill_with(warm, chunk, &mut prefill_scratch, par, None)
+        .context("prefill")?;
+    let (mut prefill_s, mut stepwise_s) = (f64::INFINITY, f64::INFINITY);
+    let (mut chunked, mut stepwise) = (Vec::new(), Vec::new());
+    for _ in 0..PREFILL_REPEATS {
+        session.reset();
+        let t = Instant::now();
+        session
+            .prefill_with(&prompt, chunk, &mut prefill_scratch, par, None)
+            .context("prefill")?;
+        prefill_s = prefill_s.min(t.elapsed().as_secs_f64());
+        chunked = session.logits().to_vec();
+        session.reset();
+        let t = Instant::now();
+        for &tok in &prompt {
+            session.step_with(tok, par).context("prefill")?;
+        }
+        stepwise_s = stepwise_s.min(t.elapsed().as_secs_f64());
+        stepwise = session.logits().to_vec();
+    }
+    ensure!(
+        chunked
+            .iter()
+            .map(|v| v.to_bits())
+            .eq(stepwise.iter().map(|v| v.to_bits())),
+        "internal error: the chunked prefill and the token-by-token one disagree"
+    );
+
+    // Decode: sample greedily, then feed the token.
+    let mut sampler = greedy()?;
+    let t = Instant::now();
+    for _ in 0..args.decode {
+        let tok = session.sample(&mut sampler);
+        session.step_with(tok, par).context("decode")?;
+    }
+    let decode_s = t.elapsed().as_secs_f64();
+
+    // Latency against context: one sequence from position 0; the decode
+    // steps starting at positions c .. c + samples are timed for every c.
+    session.reset();
+    sampler = greedy()?;
+    let contexts: Vec<usize> = std::iter::successors(Some(64usize), |c| c.checked_mul(2))
+        .take_while(|&c| c <= args.max_ctx)
+        .collect();
+    let end = args.max_ctx + args.samples;
+    let bar = ProgressBar::new(end as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("latency [{bar:30}] position {pos}/{len} {per_sec} eta {eta}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let mut points = Vec::with_capacity(contexts.len());
+    let mut next = contexts.iter().copied().peekable();
+    let mut tok = prompt.first().copied().unwrap_or(0);
+    let mut pos = 0usize;
+    while let Some(&c) = next.peek() {
+        if pos < c {
+            session.step_with(tok, par).context("decode")?;
+            tok = session.sample(&mut sampler);
+            pos += 1;
+        } else {
+            let mut us = Vec::with_capacity(args.samples);
+            for _ in 0..args.samples {
+                let t = Instant::now();
+                session.step_with(tok, par).context("decode")?;
+                tok = session.sample(&mut sampler);
+                us.push(t.elapsed().as_secs_f64() * 1e6);
+                pos += 1;
+            }
+            points.push(Point::from_samples(c, us));
+            next.next();
+        }
+        if pos.is_multiple_of(1024) {
+            bar.set_position(pos as u64);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(Measured {
+        prefill_s,
+        stepwise_s,
+        decode_s,
+        points,
+    })
 }
 
 fn file_name(p: &Path) -> String {

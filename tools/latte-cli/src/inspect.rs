@@ -108,6 +108,13 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
                 m.scratch_len(),
                 bytes_text(m.scratch_bytes() as u64)
             );
+            let chunk = crate::DEFAULT_CHUNK;
+            let _ = writeln!(
+                out,
+                "prefill   scratch {} f32 = {} for chunks of {chunk} tokens (--chunk)",
+                m.prefill_scratch_len(chunk),
+                bytes_text(m.prefill_scratch_bytes(chunk) as u64)
+            );
         }
         Err(e) => {
             let _ = writeln!(out, "runtime   not runnable: {e}");

@@ -8,6 +8,7 @@ mod inspect;
 mod mapped;
 mod perplexity;
 mod run;
+mod threads;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -33,7 +34,9 @@ enum Command {
     /// model needs to run.
     Inspect(InspectArgs),
     /// Generate bytes from a byte-level model (token = byte), streaming them
-    /// to stdout after the echoed prompt; speed goes to stderr.
+    /// to stdout after the echoed prompt; speed goes to stderr. The prompt
+    /// is fed in chunks (--chunk), generation token by token; --threads
+    /// spreads both over threads.
     Run(RunArgs),
     /// Print, as JSON, the logits after each prompt token:
     /// {"tokens":[...],"logits":[[V floats] per position]}.
@@ -42,8 +45,9 @@ enum Command {
     /// with --reference, also the mean KL divergence KL(reference || model)
     /// per token and how often both models rank the same token first.
     Perplexity(PerplexityArgs),
-    /// Prefill and decode speed, and per-token decode latency at context
-    /// lengths 64, 128, ... up to --max-ctx (CSV and SVG plot on request).
+    /// Prefill speed (chunked, and token by token for comparison), decode
+    /// speed, and per-token decode latency at context lengths 64, 128, ...
+    /// up to --max-ctx (CSV and SVG plot on request).
     Bench(BenchArgs),
 }
 
@@ -107,6 +111,35 @@ pub struct InspectArgs {
 /// Seed used when `--seed` is not given, so that runs are reproducible.
 pub const DEFAULT_SEED: u64 = 42;
 
+/// Default `--chunk`: prompt tokens per prefill chunk.
+pub const DEFAULT_CHUNK: usize = 64;
+
+/// Largest `--chunk` (its scratch grows linearly: about 4 KiB per token for
+/// latte-micro).
+pub const MAX_CHUNK: usize = 4096;
+
+/// `--threads` and `--chunk`, shared by run, perplexity and bench.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct ComputeArgs {
+    /// Threads for the matrix products (rows split between them; the results
+    /// are the same bits for every count). Default: the number of CPUs
+    /// available to this process. 1 = no extra threads.
+    #[arg(short = 't', long, value_name = "N", value_parser = threads::parse_threads, allow_negative_numbers = true)]
+    pub threads: Option<usize>,
+    /// Prompt tokens per prefill chunk: each weight is read once per chunk
+    /// instead of once per token (the results are the same bits for every
+    /// size). 1 to 4096.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CHUNK, value_parser = parse_chunk, allow_negative_numbers = true)]
+    pub chunk: usize,
+}
+
+impl ComputeArgs {
+    /// `--threads`, or the default.
+    pub fn threads(&self) -> usize {
+        self.threads.unwrap_or_else(threads::default_threads)
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// Model file (.gguf), byte-level (vocabulary of at most 256 tokens).
@@ -149,6 +182,8 @@ pub struct RunArgs {
     /// Sampling seed; the default makes runs reproducible.
     #[arg(long, value_name = "S", default_value_t = DEFAULT_SEED, value_parser = parse_seed, allow_negative_numbers = true)]
     pub seed: u64,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 #[derive(Args, Debug)]
@@ -188,6 +223,8 @@ pub struct PerplexityArgs {
     /// Print the results as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
 }
 
 #[derive(Args, Debug)]
@@ -217,12 +254,27 @@ pub struct BenchArgs {
     /// Write the latency curve as an SVG plot to FILE.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
+    #[command(flatten)]
+    pub compute: ComputeArgs,
+    /// Spawn the threads anew for every matrix product instead of keeping
+    /// a pool (slower; for comparison).
+    #[arg(long)]
+    pub spawn_per_product: bool,
 }
 
 fn parse_positive(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(v) if v >= 1 => Ok(v),
         _ => Err(format!("`{s}` is not a whole number >= 1")),
+    }
+}
+
+fn parse_chunk(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(v) if (1..=MAX_CHUNK).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "`{s}` is not a chunk size: a whole number of tokens from 1 to {MAX_CHUNK}"
+        )),
     }
 }
 

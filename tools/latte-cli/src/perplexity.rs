@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::mapped::Mapped;
 use crate::run::write_stdout;
+use crate::threads::{with_pool, Pool};
 use crate::PerplexityArgs;
 
 /// Reads the text, with errors that say what is wrong with it.
@@ -39,15 +40,19 @@ fn read_text(path: &Path, max_bytes: Option<usize>) -> Result<Vec<u8>> {
     Ok(text)
 }
 
-/// A loaded byte-level model with its session buffers.
+/// A loaded byte-level model with its session buffers, the prefill
+/// scratch for chunks of `chunk` tokens and the logits of one chunk.
 struct Runner<'a> {
     model: Model<'a>,
     state: Vec<f32>,
     scratch: Vec<f32>,
+    chunk: usize,
+    prefill: Vec<f32>,
+    logits: Vec<f32>,
 }
 
 impl<'a> Runner<'a> {
-    fn new(bytes: &'a Mapped, path: &Path) -> Result<Self> {
+    fn new(bytes: &'a Mapped, path: &Path, chunk: usize) -> Result<Self> {
         let shown = path.display();
         let model =
             Model::from_gguf(bytes).with_context(|| format!("{shown}: cannot load the model"))?;
@@ -65,14 +70,131 @@ impl<'a> Runner<'a> {
         Ok(Runner {
             state: vec![0.0; model.state_len()],
             scratch: vec![0.0; model.scratch_len()],
+            chunk,
+            prefill: vec![0.0; model.prefill_scratch_len(chunk)],
+            logits: vec![0.0; chunk * vocab],
             model,
         })
     }
 
-    fn session(&mut self) -> Result<Session<'_, 'a, '_>> {
-        Session::new(&self.model, &mut self.state, &mut self.scratch)
-            .context("cannot start a session")
+    fn scorer(&mut self) -> Result<Scorer<'_, 'a>> {
+        let session = Session::new(&self.model, &mut self.state, &mut self.scratch)
+            .context("cannot start a session")?;
+        Ok(Scorer {
+            session,
+            chunk: self.chunk,
+            prefill: &mut self.prefill,
+            logits: &mut self.logits,
+        })
     }
+}
+
+/// A session that feeds a chunk at a time and keeps the logits of every
+/// position of the chunk.
+struct Scorer<'r, 'a> {
+    session: Session<'r, 'a, 'r>,
+    chunk: usize,
+    prefill: &'r mut [f32],
+    logits: &'r mut [f32],
+}
+
+impl<'a> Scorer<'_, 'a> {
+    /// Feeds `tokens` (at most `chunk`) and returns the logits after each
+    /// of them, one row of V per token.
+    fn feed(
+        &mut self,
+        tokens: &[u32],
+        pool: &Pool<'a>,
+    ) -> std::result::Result<&[f32], latte_core::Error> {
+        let v = self.session.model().config().vocab_size;
+        let all = &mut self.logits[..tokens.len() * v];
+        self.session
+            .prefill_with(tokens, self.chunk, self.prefill, pool, Some(&mut *all))?;
+        Ok(all)
+    }
+}
+
+/// Totals over the scored bytes.
+#[derive(Default)]
+struct Sums {
+    nll: f64,
+    ref_nll: f64,
+    kl_sum: f64,
+    kl_max: f64,
+    same: usize,
+}
+
+/// Scores every window: each from the initial state, fed a chunk at a
+/// time (the logits of every position come out of the prefill, bit for
+/// bit those of feeding the bytes one by one).
+fn score<'a>(
+    windows: &[&[u8]],
+    runner: &mut Runner<'a>,
+    reference: Option<&mut Runner<'a>>,
+    pool: &Pool<'a>,
+    bar: &ProgressBar,
+    args: &PerplexityArgs,
+) -> Result<Sums> {
+    let mut model = runner.scorer()?;
+    let mut ref_model = match reference {
+        Some(r) => Some(r.scorer()?),
+        None => None,
+    };
+    let v = model.session.model().config().vocab_size;
+    let mut sums = Sums::default();
+    let (mut lp, mut lq) = (Vec::new(), Vec::new());
+    let mut done = 0usize;
+    for w in windows {
+        model.session.reset();
+        if let Some(r) = ref_model.as_mut() {
+            r.session.reset();
+        }
+        // Byte i predicts byte i + 1.
+        let inputs: Vec<u32> = w[..w.len() - 1].iter().map(|&b| u32::from(b)).collect();
+        for (c, piece) in inputs.chunks(model.chunk).enumerate() {
+            let first = c * model.chunk;
+            let logits = model
+                .feed(piece, pool)
+                .with_context(|| format!("cannot run {}", args.model.display()))?;
+            let ref_logits = match ref_model.as_mut() {
+                Some(r) => Some(
+                    r.feed(piece, pool)
+                        .context("cannot run the reference model")?,
+                ),
+                None => None,
+            };
+            for j in 0..piece.len() {
+                let i = first + j;
+                let next = w[i + 1] as usize;
+                let row = &logits[j * v..(j + 1) * v];
+                log_softmax(row, &mut lq).ok_or_else(|| {
+                    anyhow!(
+                        "{} produced a NaN or infinite logit at byte {i} of a window",
+                        args.model.display()
+                    )
+                })?;
+                sums.nll -= lq[next];
+                if let Some(rl) = ref_logits {
+                    let ref_row = &rl[j * v..(j + 1) * v];
+                    log_softmax(ref_row, &mut lp).ok_or_else(|| {
+                        anyhow!(
+                            "the reference produced a NaN or infinite logit at byte {i} of a window"
+                        )
+                    })?;
+                    sums.ref_nll -= lp[next];
+                    let kl = kl_divergence(&lp, &lq);
+                    sums.kl_sum += kl;
+                    sums.kl_max = sums.kl_max.max(kl);
+                    let top_m = latte_core::ops::argmax(row);
+                    let top_r = latte_core::ops::argmax(ref_row);
+                    sums.same += usize::from(top_m == top_r);
+                }
+            }
+            done += piece.len();
+            bar.set_position(done as u64);
+        }
+    }
+    Ok(sums)
 }
 
 /// `log softmax(logits)` in `f64`; `None` if a logit is NaN or infinite.
@@ -133,11 +255,12 @@ struct Report {
 
 pub fn perplexity(args: &PerplexityArgs) -> Result<()> {
     let text = read_text(&args.file, args.max_bytes)?;
+    let chunk = args.compute.chunk;
     let model_bytes = Mapped::open(&args.model)?;
-    let mut runner = Runner::new(&model_bytes, &args.model)?;
+    let mut runner = Runner::new(&model_bytes, &args.model, chunk)?;
     let ref_bytes = args.reference.as_deref().map(Mapped::open).transpose()?;
     let mut reference = match (&ref_bytes, &args.reference) {
-        (Some(b), Some(p)) => Some(Runner::new(b, p)?),
+        (Some(b), Some(p)) => Some(Runner::new(b, p, chunk)?),
         _ => None,
     };
 
@@ -167,53 +290,16 @@ pub fn perplexity(args: &PerplexityArgs) -> Result<()> {
         bar.set_style(style.progress_chars("=> "));
     }
     let start = Instant::now();
-    let mut session = runner.session()?;
-    let mut ref_session = match reference.as_mut() {
-        Some(r) => Some(r.session()?),
-        None => None,
-    };
-    let (mut nll, mut ref_nll, mut kl_sum, mut kl_max, mut same) =
-        (0.0f64, 0.0f64, 0.0f64, 0.0f64, 0usize);
-    let (mut lp, mut lq) = (Vec::new(), Vec::new());
-    let mut done = 0usize;
-    for w in &windows {
-        session.reset();
-        if let Some(r) = ref_session.as_mut() {
-            r.reset();
-        }
-        for (i, pair) in w.windows(2).enumerate() {
-            let (tok, next) = (u32::from(pair[0]), pair[1] as usize);
-            let logits = session
-                .step(tok)
-                .with_context(|| format!("cannot run {}", args.model.display()))?;
-            log_softmax(logits, &mut lq).ok_or_else(|| {
-                anyhow!(
-                    "{} produced a NaN or infinite logit at byte {i} of a window",
-                    args.model.display()
-                )
-            })?;
-            nll -= lq[next];
-            if let Some(r) = ref_session.as_mut() {
-                let rl = r.step(tok).context("cannot run the reference model")?;
-                log_softmax(rl, &mut lp).ok_or_else(|| {
-                    anyhow!(
-                        "the reference produced a NaN or infinite logit at byte {i} of a window"
-                    )
-                })?;
-                ref_nll -= lp[next];
-                let kl = kl_divergence(&lp, &lq);
-                kl_sum += kl;
-                kl_max = kl_max.max(kl);
-                let top_m = latte_core::ops::argmax(session.logits());
-                let top_r = latte_core::ops::argmax(r.logits());
-                same += usize::from(top_m == top_r);
-            }
-            done += 1;
-            if done.is_multiple_of(256) {
-                bar.set_position(done as u64);
-            }
-        }
-    }
+    let sums = with_pool(args.compute.threads(), |pool| {
+        score(&windows, &mut runner, reference.as_mut(), pool, &bar, args)
+    })?;
+    let Sums {
+        nll,
+        ref_nll,
+        kl_sum,
+        kl_max,
+        same,
+    } = sums;
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
 

@@ -10,6 +10,7 @@ use latte_core::{Model, Sampler, SamplerConfig, Session};
 use serde::Serialize;
 
 use crate::mapped::Mapped;
+use crate::threads::{with_pool, Pool};
 use crate::{LogitsArgs, RunArgs};
 
 /// Writes to stdout and flushes. A closed pipe (e.g. `| head`) ends the
@@ -140,7 +141,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         repeat_last_n: args.repeat_last_n,
         seed: args.seed,
     };
-    let mut sampler = Sampler::new(settings).context("invalid sampling settings")?;
+    let sampler = Sampler::new(settings).context("invalid sampling settings")?;
     if let Some(path) = &args.save_state {
         check_state_target(path)?;
     }
@@ -163,12 +164,38 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let prompt = prompt.unwrap_or_default();
     let tokens: Vec<u32> = prompt.iter().map(|&b| u32::from(b)).collect();
     check_range(&tokens, vocab, "prompt byte")?;
+    with_pool(args.compute.threads(), |pool| {
+        generate(
+            args,
+            &model,
+            &prompt,
+            &tokens,
+            sampler,
+            settings,
+            saved.as_deref(),
+            pool,
+        )
+    })
+}
 
+/// The session part of `run`: restore, prefill, generate, save.
+#[allow(clippy::too_many_arguments)]
+fn generate<'a>(
+    args: &RunArgs,
+    model: &Model<'a>,
+    prompt: &[u8],
+    tokens: &[u32],
+    mut sampler: Sampler,
+    settings: SamplerConfig,
+    saved: Option<&[u8]>,
+    pool: &Pool<'a>,
+) -> Result<()> {
+    let cfg = *model.config();
     let mut state = vec![0f32; model.state_len()];
     let mut scratch = vec![0f32; model.scratch_len()];
     let mut session =
-        Session::new(&model, &mut state, &mut scratch).context("cannot start a session")?;
-    if let (Some(path), Some(saved)) = (&args.load_state, &saved) {
+        Session::new(model, &mut state, &mut scratch).context("cannot start a session")?;
+    if let (Some(path), Some(saved)) = (&args.load_state, saved) {
         let file = path.display();
         match session.restore_snapshot(&mut sampler, saved) {
             Ok(()) => {}
@@ -224,15 +251,19 @@ pub fn run(args: &RunArgs) -> Result<()> {
             Err(e) => Err(e).context("cannot write to stdout"),
         }
     };
-    if !emit(&prompt)? {
+    if !emit(prompt)? {
         return Ok(());
     }
-    for &t in &tokens {
+    for &t in tokens {
         sampler.accept(t);
     }
     let start = Instant::now();
     if !tokens.is_empty() {
-        session.feed(&tokens).context("cannot process the prompt")?;
+        let chunk = args.compute.chunk.min(tokens.len());
+        let mut prefill_scratch = vec![0f32; model.prefill_scratch_len(chunk)];
+        session
+            .prefill_with(tokens, chunk, &mut prefill_scratch, pool, None)
+            .context("cannot process the prompt")?;
     }
     let prefill = start.elapsed().as_secs_f64();
 
@@ -242,7 +273,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let mut pending: Option<u32> = None;
     for _ in 0..args.n_predict {
         if let Some(t) = pending.take() {
-            session.step(t).context("generation failed")?;
+            session.step_with(t, pool).context("generation failed")?;
         }
         let before = sampler.clone();
         let tok = session.sample(&mut sampler);
@@ -260,7 +291,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
 
     if let Some(path) = &args.save_state {
         if let Some(t) = pending.take() {
-            session.step(t).context("generation failed")?;
+            session.step_with(t, pool).context("generation failed")?;
         }
         let mut snap = vec![0u8; session.snapshot_len()];
         session

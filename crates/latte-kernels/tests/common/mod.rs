@@ -125,7 +125,8 @@ fn env_list(name: &str) -> Vec<String> {
 /// * `scalar`, and the baseline SIMD path of the architecture (`avx2` on
 ///   x86-64, `neon` on AArch64): must be present unless `LATTE_CPU_LACKS`
 ///   (comma list of path names) names it.
-/// * Extensions (`avxvnni`, `neon-dotprod`): `LATTE_EXPECT_AVXVNNI` /
+/// * Extensions (`avxvnni`, `avx512vnni`, `neon-dotprod`):
+///   `LATTE_EXPECT_AVXVNNI` / `LATTE_EXPECT_AVX512VNNI` /
 ///   `LATTE_EXPECT_DOTPROD` = `1` means must be present, `0` means must be
 ///   absent; unset means tested when present.
 ///
@@ -136,6 +137,7 @@ pub fn require(path: KernelPath) -> Option<Kernels> {
     let lacks = env_list("LATTE_CPU_LACKS").iter().any(|n| n == path.name());
     let expect_var = match path {
         KernelPath::AvxVnni => Some("LATTE_EXPECT_AVXVNNI"),
+        KernelPath::Avx512Vnni => Some("LATTE_EXPECT_AVX512VNNI"),
         KernelPath::NeonDotprod => Some("LATTE_EXPECT_DOTPROD"),
         _ => None,
     };

@@ -1,0 +1,230 @@
+//! Minimum-of-many timings of the quantized kernels, in cycles per 32-value
+//! block, for a shared machine where criterion's means move with the load:
+//! the minimum over many repetitions is the least disturbed run, and the
+//! paths are timed one after the other at each size, so a busy minute hits
+//! them alike. `BENCHMARKS.md` has the results and how `Kernels::best` was
+//! chosen from them.
+//!
+//!     cargo bench -p latte-kernels --bench minrep            # matvec shapes and dot products
+//!     cargo bench -p latte-kernels --bench minrep -- tsc     # dot products timed like ggml's test-quantize-perf
+//!
+//! Cycles are time multiplied by a clock measured in the same run (a chain
+//! of dependent adds, one cycle each; see `benches/dot.rs`). The `tsc` mode
+//! reads the time-stamp counter around single calls instead, exactly as
+//! ggml's `test-quantize-perf` does, so that the two can be compared number
+//! for number (TSC ticks, not core cycles).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use latte_kernels::{
+    quantize_row_q4_0, quantize_row_q8_0, BlockQ4_0, BlockQ8_0, KernelPath, Kernels,
+};
+
+/// Deterministic values in [-1, 1) (the generator of `benches/dot.rs`).
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+fn q8(v: &[f32]) -> Vec<BlockQ8_0> {
+    let mut b = vec![BlockQ8_0::default(); v.len() / 32];
+    quantize_row_q8_0(v, &mut b);
+    b
+}
+
+fn q4(v: &[f32]) -> Vec<BlockQ4_0> {
+    let mut b = vec![BlockQ4_0::default(); v.len() / 32];
+    quantize_row_q4_0(v, &mut b);
+    b
+}
+
+/// Minimum wall time of `f` over `reps` runs, in seconds.
+fn min_time(reps: usize, mut f: impl FnMut()) -> f64 {
+    let mut best = f64::MAX;
+    for _ in 0..reps {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    best
+}
+
+/// Core clock in GHz from `10 * n` dependent adds.
+fn clock_ghz() -> f64 {
+    const N: u64 = 1_000_000;
+    let s = min_time(30, || {
+        black_box(add_chain(black_box(N)));
+    });
+    (N * 10) as f64 / s / 1e9
+}
+
+#[allow(unused_mut, unused_assignments)]
+fn add_chain(n: u64) -> u64 {
+    let mut x = 0u64;
+    let mut i = n;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: register-only arithmetic on the two operands; no memory, no stack.
+    unsafe {
+        std::arch::asm!(
+            "2:",
+            "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
+            "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
+            "dec {i}",
+            "jnz 2b",
+            x = inout(reg) x,
+            i = inout(reg) i,
+            options(nomem, nostack),
+        );
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: register-only arithmetic on the two operands; no memory, no stack.
+    unsafe {
+        std::arch::asm!(
+            "2:",
+            "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1",
+            "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1",
+            "subs {i}, {i}, 1",
+            "b.ne 2b",
+            x = inout(reg) x,
+            i = inout(reg) i,
+            options(nomem, nostack),
+        );
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        x = n * 10;
+    }
+    x
+}
+
+/// The SIMD paths of this CPU.
+fn paths() -> Vec<Kernels> {
+    KernelPath::ALL
+        .iter()
+        .filter(|p| **p != KernelPath::Scalar)
+        .filter_map(|p| p.kernels())
+        .collect()
+}
+
+/// Dot products timed like ggml's `test-quantize-perf`: the time-stamp
+/// counter read (`rdtscp`) around one call, minimum and mean over 20,000
+/// calls, in TSC ticks per 32 values.
+#[cfg(target_arch = "x86_64")]
+fn tsc_mode() {
+    for n in [4096usize, 16384, 65536] {
+        let nb = n / 32;
+        let (w, x) = (values(n, 1), values(n, 2));
+        let (w8, w4, x8) = (q8(&w), q4(&w), q8(&x));
+        for k in paths() {
+            for fmt in ["q8_0", "q4_0"] {
+                let (mut min, mut total) = (u64::MAX, 0u64);
+                for i in 0..20_005 {
+                    let mut aux = 0u32;
+                    // SAFETY: `rdtscp` has no preconditions on x86-64.
+                    let a = unsafe { std::arch::x86_64::__rdtscp(&mut aux) };
+                    if fmt == "q8_0" {
+                        black_box(k.vec_dot_q8_0_q8_0(n, black_box(&w8), black_box(&x8)));
+                    } else {
+                        black_box(k.vec_dot_q4_0_q8_0(n, black_box(&w4), black_box(&x8)));
+                    }
+                    // SAFETY: as above.
+                    let b = unsafe { std::arch::x86_64::__rdtscp(&mut aux) };
+                    if i >= 5 {
+                        min = min.min(b - a);
+                        total += b - a;
+                    }
+                }
+                println!(
+                    "tsc {fmt} {:<11} {n:>6} values: min {:.2}  mean {:.2} TSC ticks / 32 values",
+                    k.path().name(),
+                    min as f64 / nb as f64,
+                    total as f64 / 20_000.0 / nb as f64
+                );
+            }
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing
+    // useful either: only a bare `tsc` selects the other mode.
+    if args.iter().any(|a| a == "tsc") {
+        #[cfg(target_arch = "x86_64")]
+        tsc_mode();
+        return;
+    }
+    if args.iter().all(|a| a != "--bench") {
+        // Built and run as a test (`cargo test --benches`): nothing to time.
+        return;
+    }
+    let ghz = clock_ghz();
+    println!("clock {ghz:.2} GHz (dependent-add chain); cycles per 32-value block:");
+    let paths = paths();
+    let shapes = [
+        (128usize, 128usize),
+        (256, 128),
+        (512, 128),
+        (128, 256),
+        (128, 384),
+        (128, 512),
+        (512, 512),
+        (256, 1024),
+        (4096, 4096),
+    ];
+    for (rows, cols) in shapes {
+        let (w, x) = (values(rows * cols, 3), values(cols, 4));
+        let (w8, w4, x8) = (q8(&w), q4(&w), q8(&x));
+        let mut y = vec![0.0f32; rows];
+        let blocks = (rows * cols / 32) as f64;
+        let inner = (2_000_000 / (rows * cols)).max(1);
+        let reps = if rows * cols > 1_000_000 { 30 } else { 200 };
+        let mut line = format!("matvec {rows:>4} x {cols:<4}");
+        for fmt in ["q8_0", "q4_0"] {
+            for k in &paths {
+                let t = min_time(reps, || {
+                    for _ in 0..inner {
+                        if fmt == "q8_0" {
+                            k.matvec_q8_0(black_box(&w8), rows, cols, black_box(&x8), &mut y);
+                        } else {
+                            k.matvec_q4_0(black_box(&w4), rows, cols, black_box(&x8), &mut y);
+                        }
+                    }
+                }) / inner as f64;
+                line += &format!("  {fmt}/{} {:.2}", k.path().name(), t * ghz * 1e9 / blocks);
+            }
+        }
+        println!("{line}");
+    }
+    for n in [4096usize, 65536] {
+        let nb = (n / 32) as f64;
+        let inner = 4_000_000 / n;
+        let (w, x) = (values(n, 1), values(n, 2));
+        let (w8, w4, x8) = (q8(&w), q4(&w), q8(&x));
+        let mut line = format!("dot {n:<15}");
+        for fmt in ["q8_0", "q4_0"] {
+            for k in &paths {
+                let t = min_time(100, || {
+                    for _ in 0..inner {
+                        if fmt == "q8_0" {
+                            black_box(k.vec_dot_q8_0_q8_0(n, black_box(&w8), black_box(&x8)));
+                        } else {
+                            black_box(k.vec_dot_q4_0_q8_0(n, black_box(&w4), black_box(&x8)));
+                        }
+                    }
+                }) / inner as f64;
+                line += &format!("  {fmt}/{} {:.2}", k.path().name(), t * ghz * 1e9 / nb);
+            }
+        }
+        println!("{line}");
+    }
+    println!("clock {:.2} GHz at the end", clock_ghz());
+}

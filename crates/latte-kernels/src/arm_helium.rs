@@ -1,0 +1,259 @@
+//! Cortex-M55/M85 Helium (M-profile Vector Extension, MVE) kernels for the
+//! quantized dot products, written with `asm!` (stable Rust has neither MVE
+//! intrinsics nor an `asm!` register class for its vector registers).
+//!
+//! # How
+//!
+//! `VMLADAV.S8 Rd, Qn, Qm` multiplies sixteen pairs of signed bytes and adds
+//! all sixteen products into a general-purpose register, exactly (`VMLADAVA`
+//! accumulates into it). A `Q8_0` block is then two byte loads of weights,
+//! two of activations, and two multiply-accumulate-across-vector
+//! instructions: 32 multiply-accumulates. A `Q4_0` block loads its sixteen
+//! bytes once, splits the nibbles with `VAND` (low) and `VSHR` (high), and
+//! uses them unsigned (`0..=15`, still non-negative as signed bytes), with
+//! the `-8` applied once per block from the activations' sum (`VADDV`):
+//! `sum (q - 8) x = sum q x - 8 sum x`, exact.
+//!
+//! The asm computes the exact integer sum of every block of a row into a
+//! small buffer; the float part (`acc[i % 8] += sumi * (d_w * d_x)`) is the
+//! scalar specification's, in the same order, so every result is
+//! bit-identical to [`crate::scalar`].
+//!
+//! The vector registers alias the FPU's `d0`-`d15`, which the compiler may
+//! be using, and `asm!` cannot name them as operands: each asm block saves
+//! the ones it uses on the stack (`VPUSH`) and restores them (`VPOP`), once
+//! per row.
+
+use core::arch::asm;
+
+use crate::block::{BlockQ4_0, BlockQ8_0};
+// The DSP kernels' f16 conversion (one `VCVTB` on FPU targets) where the
+// build has the DSP extension too (every Cortex-M55 build does).
+#[cfg(latte_arm_dsp)]
+use crate::arm_dsp::scale;
+#[cfg(not(latte_arm_dsp))]
+use crate::scalar::f16_to_f32 as scale;
+use crate::scalar::{reduce_lanes, LANES};
+
+/// Blocks whose integer sums one asm call computes (a row is done in
+/// chunks of this many): 64 blocks, 2,048 columns, 256 bytes of stack.
+const CHUNK: usize = 64;
+
+/// `out[i]` = exact `sum w_i[j] * x_i[j]` of `Q8_0` blocks, for `n` blocks.
+///
+/// # Safety
+/// Helium is enabled; `w`, `x` and `out` hold `n` elements.
+#[inline(always)]
+unsafe fn sums_q8(w: *const BlockQ8_0, x: *const BlockQ8_0, out: *mut i32, n: usize) {
+    // SAFETY: reads `n` blocks of 34 bytes from `w` and `x` (`VLDRB` has no
+    // alignment requirement), writes `n` words to `out`; q0-q3 (d0-d7) are
+    // saved and restored around the loop; `n == 0` skips it.
+    unsafe {
+        asm!(
+            "vpush {{d0-d7}}",
+            "cbz {n}, 2f",
+            "1:",
+            "vldrb.s8 q0, [{w}, #2]",
+            "vldrb.s8 q1, [{x}, #2]",
+            "vldrb.s8 q2, [{w}, #18]",
+            "vldrb.s8 q3, [{x}, #18]",
+            "vmladav.s8 r0, q0, q1",
+            "vmladava.s8 r0, q2, q3",
+            "str r0, [{o}], #4",
+            "adds {w}, #34",
+            "adds {x}, #34",
+            "subs {n}, #1",
+            "bne 1b",
+            "2:",
+            "vpop {{d0-d7}}",
+            w = inout(reg) w => _,
+            x = inout(reg) x => _,
+            o = inout(reg) out => _,
+            n = inout(reg) n => _,
+            // `VMLADAV` and `VADDV` need an even-numbered destination.
+            out("r0") _,
+        );
+    }
+}
+
+/// `out[i]` = exact `sum (q_i[j] - 8) * x_i[j]` of `Q4_0` weight blocks
+/// against `Q8_0` activation blocks, for `n` blocks.
+///
+/// # Safety
+/// As [`sums_q8`] (`w` holds `n` 18-byte blocks).
+#[inline(always)]
+unsafe fn sums_q4(w: *const BlockQ4_0, x: *const BlockQ8_0, out: *mut i32, n: usize) {
+    // SAFETY: reads `n` blocks from `w` (18 bytes) and `x` (34 bytes),
+    // writes `n` words to `out`; q0-q5 (d0-d11) are saved and restored.
+    unsafe {
+        asm!(
+            "vpush {{d0-d11}}",
+            "vmov.i8 q5, #15",
+            "cbz {n}, 2f",
+            "1:",
+            "vldrb.u8 q0, [{w}, #2]",
+            "vldrb.s8 q3, [{x}, #2]",
+            "vldrb.s8 q4, [{x}, #18]",
+            "vand q1, q0, q5",
+            "vshr.u8 q2, q0, #4",
+            "vmladav.s8 r0, q1, q3",
+            "vmladava.s8 r0, q2, q4",
+            "vaddv.s8 r2, q3",
+            "vaddva.s8 r2, q4",
+            "sub r0, r0, r2, lsl #3",
+            "str r0, [{o}], #4",
+            "adds {w}, #18",
+            "adds {x}, #34",
+            "subs {n}, #1",
+            "bne 1b",
+            "2:",
+            "vpop {{d0-d11}}",
+            w = inout(reg) w => _,
+            x = inout(reg) x => _,
+            o = inout(reg) out => _,
+            n = inout(reg) n => _,
+            // `VMLADAV` and `VADDV` need even-numbered destinations.
+            out("r0") _,
+            out("r2") _,
+        );
+    }
+}
+
+/// The reference float accumulation of one row from its block sums:
+/// `acc[(first + k) % 8] += sums[k] * (d_w * d_x)`.
+#[inline(always)]
+fn accumulate(
+    acc: &mut [f32; LANES],
+    first: usize,
+    sums: &[i32],
+    dw: impl Iterator<Item = u16>,
+    dx: impl Iterator<Item = f32>,
+) {
+    for (k, ((&s, d), sx)) in sums.iter().zip(dw).zip(dx).enumerate() {
+        acc[(first + k) % LANES] += s as f32 * (scale(d) * sx);
+    }
+}
+
+/// `Q8_0 . Q8_0` dot product.
+///
+/// # Safety
+/// The CPU has Helium (compile-time: `latte_arm_mve`).
+pub unsafe fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+    let n = w.len().min(x.len());
+    let mut acc = [0.0f32; LANES];
+    let mut sums = [0i32; CHUNK];
+    let mut i = 0;
+    while i < n {
+        let m = (n - i).min(CHUNK);
+        // SAFETY: `i + m <= n` blocks exist in both; `sums` holds `m`.
+        unsafe { sums_q8(w[i..].as_ptr(), x[i..].as_ptr(), sums.as_mut_ptr(), m) };
+        let (wc, xc) = (&w[i..i + m], &x[i..i + m]);
+        accumulate(
+            &mut acc,
+            i,
+            &sums[..m],
+            wc.iter().map(|b| b.d),
+            xc.iter().map(|b| scale(b.d)),
+        );
+        i += m;
+    }
+    reduce_lanes(acc)
+}
+
+/// `Q4_0 . Q8_0` dot product.
+///
+/// # Safety
+/// As [`dot_q8_0`].
+pub unsafe fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+    let n = w.len().min(x.len());
+    let mut acc = [0.0f32; LANES];
+    let mut sums = [0i32; CHUNK];
+    let mut i = 0;
+    while i < n {
+        let m = (n - i).min(CHUNK);
+        // SAFETY: `i + m <= n` blocks exist in both; `sums` holds `m`.
+        unsafe { sums_q4(w[i..].as_ptr(), x[i..].as_ptr(), sums.as_mut_ptr(), m) };
+        let (wc, xc) = (&w[i..i + m], &x[i..i + m]);
+        accumulate(
+            &mut acc,
+            i,
+            &sums[..m],
+            wc.iter().map(|b| b.d),
+            xc.iter().map(|b| scale(b.d)),
+        );
+        i += m;
+    }
+    reduce_lanes(acc)
+}
+
+/// The activation scales of a matrix-vector product, converted once for
+/// every row (rows of at most [`CHUNK`] blocks).
+fn x_scales(x: &[BlockQ8_0]) -> [f32; CHUNK] {
+    let mut dx = [0.0f32; CHUNK];
+    for (d, b) in dx.iter_mut().zip(x) {
+        *d = scale(b.d);
+    }
+    dx
+}
+
+/// `y[r] = dot_q8_0(row r, x)`, rows `stride` blocks apart.
+///
+/// # Safety
+/// As [`dot_q8_0`]; `(y.len() - 1) * stride + x.len() <= w.len()`.
+pub unsafe fn matvec_q8_0(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
+    let nb = x.len();
+    if nb > CHUNK {
+        for (r, out) in y.iter_mut().enumerate() {
+            // SAFETY: forwarded contract.
+            *out = unsafe { dot_q8_0(&w[r * stride..r * stride + nb], x) };
+        }
+        return;
+    }
+    let dx = x_scales(x);
+    let mut sums = [0i32; CHUNK];
+    for (r, out) in y.iter_mut().enumerate() {
+        let wr = &w[r * stride..r * stride + nb];
+        // SAFETY: `wr` and `x` hold `nb <= CHUNK` blocks; `sums` holds CHUNK.
+        unsafe { sums_q8(wr.as_ptr(), x.as_ptr(), sums.as_mut_ptr(), nb) };
+        let mut acc = [0.0f32; LANES];
+        accumulate(
+            &mut acc,
+            0,
+            &sums[..nb],
+            wr.iter().map(|b| b.d),
+            dx[..nb].iter().copied(),
+        );
+        *out = reduce_lanes(acc);
+    }
+}
+
+/// `y[r] = dot_q4_0(row r, x)`, rows `stride` blocks apart.
+///
+/// # Safety
+/// As [`matvec_q8_0`].
+pub unsafe fn matvec_q4_0(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
+    let nb = x.len();
+    if nb > CHUNK {
+        for (r, out) in y.iter_mut().enumerate() {
+            // SAFETY: forwarded contract.
+            *out = unsafe { dot_q4_0(&w[r * stride..r * stride + nb], x) };
+        }
+        return;
+    }
+    let dx = x_scales(x);
+    let mut sums = [0i32; CHUNK];
+    for (r, out) in y.iter_mut().enumerate() {
+        let wr = &w[r * stride..r * stride + nb];
+        // SAFETY: `wr` and `x` hold `nb <= CHUNK` blocks; `sums` holds CHUNK.
+        unsafe { sums_q4(wr.as_ptr(), x.as_ptr(), sums.as_mut_ptr(), nb) };
+        let mut acc = [0.0f32; LANES];
+        accumulate(
+            &mut acc,
+            0,
+            &sums[..nb],
+            wr.iter().map(|b| b.d),
+            dx[..nb].iter().copied(),
+        );
+        *out = reduce_lanes(acc);
+    }
+}
