@@ -5,8 +5,9 @@
 //!
 //! A SIMD path that this CPU lacks fails the test unless the environment
 //! says so, as in `latte-kernels`: `LATTE_CPU_LACKS=avx2` (comma list of
-//! path names) on x86-64 without AVX2, `LATTE_EXPECT_AVXVNNI=1|0` to require
-//! or rule out AVX-VNNI (unset: tested when present).
+//! path names) on x86-64 without AVX2, `LATTE_EXPECT_AVXVNNI=1|0` and
+//! `LATTE_EXPECT_AVX512VNNI=1|0` to require or rule out AVX-VNNI and AVX-512
+//! VNNI (unset: tested when present).
 
 mod common;
 
@@ -242,14 +243,16 @@ fn env_list(name: &str) -> Vec<String> {
 
 /// The kernels of `path`, or `None` only where the environment declares the
 /// CPU lacks it (then it must really be absent). `avx2` on x86-64 and
-/// `neon` on AArch64 are required otherwise; `avxvnni` / `neon-dotprod` are
-/// required with `LATTE_EXPECT_AVXVNNI=1` / `LATTE_EXPECT_DOTPROD=1`, ruled
+/// `neon` on AArch64 are required otherwise; `avxvnni` / `avx512vnni` /
+/// `neon-dotprod` are required with `LATTE_EXPECT_AVXVNNI=1` /
+/// `LATTE_EXPECT_AVX512VNNI=1` / `LATTE_EXPECT_DOTPROD=1`, ruled
 /// out with `0`, and tested when present if unset.
 fn require(path: KernelPath) -> Option<Kernels> {
     let found = path.kernels();
     let lacks = env_list("LATTE_CPU_LACKS").iter().any(|n| n == path.name());
     let expect = match path {
         KernelPath::AvxVnni => std::env::var("LATTE_EXPECT_AVXVNNI").ok(),
+        KernelPath::Avx512Vnni => std::env::var("LATTE_EXPECT_AVX512VNNI").ok(),
         KernelPath::NeonDotprod => std::env::var("LATTE_EXPECT_DOTPROD").ok(),
         _ => None,
     };

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, ensure, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use latte_core::{Kernels, Model, Parallel, Sampler, SamplerConfig, Session};
+use latte_core::{KernelPath, Kernels, Model, Parallel, Sampler, SamplerConfig, Session};
 
 use crate::mapped::Mapped;
 use crate::run::write_stdout;
@@ -73,9 +73,14 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let kernels = match &args.kernels {
         None => Kernels::best(),
         Some(name) => Kernels::by_name(name).ok_or_else(|| {
+            let available: Vec<&str> = KernelPath::ALL
+                .iter()
+                .filter(|p| p.kernels().is_some())
+                .map(|p| p.name())
+                .collect();
             anyhow!(
-                "--kernels {name}: not a kernel path this CPU has (paths: scalar, avx2, avxvnni, \
-                 neon, neon-dotprod; this CPU's best is {})",
+                "--kernels {name}: not a kernel path this CPU has (this CPU has: {}; the best is {})",
+                available.join(", "),
                 Kernels::best().path()
             )
         })?,

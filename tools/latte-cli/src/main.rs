@@ -244,8 +244,8 @@ pub struct BenchArgs {
     /// Decode steps timed at each context length (the median is reported).
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = parse_positive)]
     pub samples: usize,
-    /// Kernel path: scalar, avx2, avxvnni, neon, neon-dotprod (default:
-    /// the fastest this CPU has).
+    /// Kernel path: scalar, avx2, avxvnni, avx512vnni, neon, neon-dotprod
+    /// (default: the fastest this CPU has).
     #[arg(long, value_name = "PATH")]
     pub kernels: Option<String>,
     /// Write the latency curve as CSV to FILE.
