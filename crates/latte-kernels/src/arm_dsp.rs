@@ -85,6 +85,18 @@
 use core::arch::asm;
 
 use crate::block::{BlockQ4_0, BlockQ8_0, QK};
+
+/// `times!(N; "a", "b", ...)`: the asm lines repeated `N` times (3 or 4) as
+/// one template string, one line each.
+macro_rules! times {
+    (3; $($line:literal),* $(,)?) => {
+        concat!($($line, "\n",)* $($line, "\n",)* $($line, "\n",)*)
+    };
+    (4; $($line:literal),* $(,)?) => {
+        concat!($($line, "\n",)* $($line, "\n",)* $($line, "\n",)* $($line, "\n",)*)
+    };
+}
+
 use crate::scalar::{reduce_lanes, LANES};
 
 /// The most activation blocks widened on the stack at once: 32 blocks =
@@ -150,36 +162,17 @@ unsafe fn widen_q8_words(x: &BlockQ8_0, out: *mut u32) {
     // caller); writes only the declared registers.
     unsafe {
         asm!(
-            // 4 times (written out: LLVM sizes inline asm by its lines,
-            // and a `.rept` would make it misplace literal pools and branches).
-            "ldr {a}, [{q}], #4",
-            "ldr {b}, [{q}], #4",
-            "sxtb16 r8, {a}",
-            "sxtb16 r9, {a}, ror #8",
-            "sxtb16 r10, {b}",
-            "sxtb16 r12, {b}, ror #8",
-            "stm {o}!, {{r8, r9, r10, r12}}",
-            "ldr {a}, [{q}], #4",
-            "ldr {b}, [{q}], #4",
-            "sxtb16 r8, {a}",
-            "sxtb16 r9, {a}, ror #8",
-            "sxtb16 r10, {b}",
-            "sxtb16 r12, {b}, ror #8",
-            "stm {o}!, {{r8, r9, r10, r12}}",
-            "ldr {a}, [{q}], #4",
-            "ldr {b}, [{q}], #4",
-            "sxtb16 r8, {a}",
-            "sxtb16 r9, {a}, ror #8",
-            "sxtb16 r10, {b}",
-            "sxtb16 r12, {b}, ror #8",
-            "stm {o}!, {{r8, r9, r10, r12}}",
-            "ldr {a}, [{q}], #4",
-            "ldr {b}, [{q}], #4",
-            "sxtb16 r8, {a}",
-            "sxtb16 r9, {a}, ror #8",
-            "sxtb16 r10, {b}",
-            "sxtb16 r12, {b}, ror #8",
-            "stm {o}!, {{r8, r9, r10, r12}}",
+            // 4 times; `times!` writes the lines out (LLVM sizes inline asm by
+            // its lines, so a `.rept` would misplace literal pools and branches).
+            times!(4;
+                "ldr {a}, [{q}], #4",
+                "ldr {b}, [{q}], #4",
+                "sxtb16 r8, {a}",
+                "sxtb16 r9, {a}, ror #8",
+                "sxtb16 r10, {b}",
+                "sxtb16 r12, {b}, ror #8",
+                "stm {o}!, {{r8, r9, r10, r12}}",
+            ),
             q = inout(reg) x.qs.as_ptr() => _,
             o = inout(reg) out => _,
             a = out(reg) _,
@@ -207,52 +200,21 @@ unsafe fn widen_q4_words(x: &BlockQ8_0, out: *mut u32) -> i32 {
     // Q flag is untouched).
     unsafe {
         asm!(
-            // 4 times (written out: LLVM sizes inline asm by its lines,
-            // and a `.rept` would make it misplace literal pools and branches).
-            "ldr {b}, [{q}, #16]",
-            "ldr {a}, [{q}], #4",
-            "sxtb16 r8, {a}",
-            "sxtb16 r9, {a}, ror #8",
-            "sxtb16 r10, {b}",
-            "sxtb16 r12, {b}, ror #8",
-            "stm {o}!, {{r8, r9, r10, r12}}",
-            "smlad {s}, r8, {one}, {s}",
-            "smlad {s}, r9, {one}, {s}",
-            "smlad {s}, r10, {one}, {s}",
-            "smlad {s}, r12, {one}, {s}",
-            "ldr {b}, [{q}, #16]",
-            "ldr {a}, [{q}], #4",
-            "sxtb16 r8, {a}",
-            "sxtb16 r9, {a}, ror #8",
-            "sxtb16 r10, {b}",
-            "sxtb16 r12, {b}, ror #8",
-            "stm {o}!, {{r8, r9, r10, r12}}",
-            "smlad {s}, r8, {one}, {s}",
-            "smlad {s}, r9, {one}, {s}",
-            "smlad {s}, r10, {one}, {s}",
-            "smlad {s}, r12, {one}, {s}",
-            "ldr {b}, [{q}, #16]",
-            "ldr {a}, [{q}], #4",
-            "sxtb16 r8, {a}",
-            "sxtb16 r9, {a}, ror #8",
-            "sxtb16 r10, {b}",
-            "sxtb16 r12, {b}, ror #8",
-            "stm {o}!, {{r8, r9, r10, r12}}",
-            "smlad {s}, r8, {one}, {s}",
-            "smlad {s}, r9, {one}, {s}",
-            "smlad {s}, r10, {one}, {s}",
-            "smlad {s}, r12, {one}, {s}",
-            "ldr {b}, [{q}, #16]",
-            "ldr {a}, [{q}], #4",
-            "sxtb16 r8, {a}",
-            "sxtb16 r9, {a}, ror #8",
-            "sxtb16 r10, {b}",
-            "sxtb16 r12, {b}, ror #8",
-            "stm {o}!, {{r8, r9, r10, r12}}",
-            "smlad {s}, r8, {one}, {s}",
-            "smlad {s}, r9, {one}, {s}",
-            "smlad {s}, r10, {one}, {s}",
-            "smlad {s}, r12, {one}, {s}",
+            // 4 times; `times!` writes the lines out (LLVM sizes inline asm by
+            // its lines, so a `.rept` would misplace literal pools and branches).
+            times!(4;
+                "ldr {b}, [{q}, #16]",
+                "ldr {a}, [{q}], #4",
+                "sxtb16 r8, {a}",
+                "sxtb16 r9, {a}, ror #8",
+                "sxtb16 r10, {b}",
+                "sxtb16 r12, {b}, ror #8",
+                "stm {o}!, {{r8, r9, r10, r12}}",
+                "smlad {s}, r8, {one}, {s}",
+                "smlad {s}, r9, {one}, {s}",
+                "smlad {s}, r10, {one}, {s}",
+                "smlad {s}, r12, {one}, {s}",
+            ),
             q = inout(reg) x.qs.as_ptr() => _,
             o = inout(reg) out => _,
             s = inout(reg) sum,
@@ -338,52 +300,21 @@ fn block_sum_q8(w: &BlockQ8_0, x: &WideQ8) -> i32 {
     // 4-byte aligned); writes only the named registers.
     unsafe {
         asm!(
-            // 4 times (written out: LLVM sizes inline asm by its lines,
-            // and a `.rept` would make it misplace literal pools and branches).
-            "ldr {w0}, [{wp}], #4",
-            "ldr {w1}, [{wp}], #4",
-            "ldm {xp}!, {{r8, r9, r10, r12}}",
-            "sxtb16 {t}, {w0}",
-            "smlad {acc}, {t}, r8, {acc}",
-            "sxtb16 {t}, {w0}, ror #8",
-            "smlad {acc}, {t}, r9, {acc}",
-            "sxtb16 {t}, {w1}",
-            "smlad {acc}, {t}, r10, {acc}",
-            "sxtb16 {t}, {w1}, ror #8",
-            "smlad {acc}, {t}, r12, {acc}",
-            "ldr {w0}, [{wp}], #4",
-            "ldr {w1}, [{wp}], #4",
-            "ldm {xp}!, {{r8, r9, r10, r12}}",
-            "sxtb16 {t}, {w0}",
-            "smlad {acc}, {t}, r8, {acc}",
-            "sxtb16 {t}, {w0}, ror #8",
-            "smlad {acc}, {t}, r9, {acc}",
-            "sxtb16 {t}, {w1}",
-            "smlad {acc}, {t}, r10, {acc}",
-            "sxtb16 {t}, {w1}, ror #8",
-            "smlad {acc}, {t}, r12, {acc}",
-            "ldr {w0}, [{wp}], #4",
-            "ldr {w1}, [{wp}], #4",
-            "ldm {xp}!, {{r8, r9, r10, r12}}",
-            "sxtb16 {t}, {w0}",
-            "smlad {acc}, {t}, r8, {acc}",
-            "sxtb16 {t}, {w0}, ror #8",
-            "smlad {acc}, {t}, r9, {acc}",
-            "sxtb16 {t}, {w1}",
-            "smlad {acc}, {t}, r10, {acc}",
-            "sxtb16 {t}, {w1}, ror #8",
-            "smlad {acc}, {t}, r12, {acc}",
-            "ldr {w0}, [{wp}], #4",
-            "ldr {w1}, [{wp}], #4",
-            "ldm {xp}!, {{r8, r9, r10, r12}}",
-            "sxtb16 {t}, {w0}",
-            "smlad {acc}, {t}, r8, {acc}",
-            "sxtb16 {t}, {w0}, ror #8",
-            "smlad {acc}, {t}, r9, {acc}",
-            "sxtb16 {t}, {w1}",
-            "smlad {acc}, {t}, r10, {acc}",
-            "sxtb16 {t}, {w1}, ror #8",
-            "smlad {acc}, {t}, r12, {acc}",
+            // 4 times; `times!` writes the lines out (LLVM sizes inline asm by
+            // its lines, so a `.rept` would misplace literal pools and branches).
+            times!(4;
+                "ldr {w0}, [{wp}], #4",
+                "ldr {w1}, [{wp}], #4",
+                "ldm {xp}!, {{r8, r9, r10, r12}}",
+                "sxtb16 {t}, {w0}",
+                "smlad {acc}, {t}, r8, {acc}",
+                "sxtb16 {t}, {w0}, ror #8",
+                "smlad {acc}, {t}, r9, {acc}",
+                "sxtb16 {t}, {w1}",
+                "smlad {acc}, {t}, r10, {acc}",
+                "sxtb16 {t}, {w1}, ror #8",
+                "smlad {acc}, {t}, r12, {acc}",
+            ),
             wp = inout(reg) w.qs.as_ptr() => _,
             xp = inout(reg) x.w.as_ptr() => _,
             acc = inout(reg) acc,
@@ -410,48 +341,20 @@ fn block_sum_q4(w: &BlockQ4_0, x: &WideQ4) -> i32 {
     // writes only the named registers.
     unsafe {
         asm!(
-            // 4 times (written out: LLVM sizes inline asm by its lines,
-            // and a `.rept` would make it misplace literal pools and branches).
-            "ldr {w}, [{wp}], #4",
-            "ldm {xp}!, {{r8, r9, r10, r12}}",
-            "and {t}, {m}, {w}",
-            "smlad {acc}, {t}, r8, {acc}",
-            "and {t}, {m}, {w}, lsr #8",
-            "smlad {acc}, {t}, r9, {acc}",
-            "and {t}, {m}, {w}, lsr #4",
-            "smlad {acc}, {t}, r10, {acc}",
-            "and {t}, {m}, {w}, lsr #12",
-            "smlad {acc}, {t}, r12, {acc}",
-            "ldr {w}, [{wp}], #4",
-            "ldm {xp}!, {{r8, r9, r10, r12}}",
-            "and {t}, {m}, {w}",
-            "smlad {acc}, {t}, r8, {acc}",
-            "and {t}, {m}, {w}, lsr #8",
-            "smlad {acc}, {t}, r9, {acc}",
-            "and {t}, {m}, {w}, lsr #4",
-            "smlad {acc}, {t}, r10, {acc}",
-            "and {t}, {m}, {w}, lsr #12",
-            "smlad {acc}, {t}, r12, {acc}",
-            "ldr {w}, [{wp}], #4",
-            "ldm {xp}!, {{r8, r9, r10, r12}}",
-            "and {t}, {m}, {w}",
-            "smlad {acc}, {t}, r8, {acc}",
-            "and {t}, {m}, {w}, lsr #8",
-            "smlad {acc}, {t}, r9, {acc}",
-            "and {t}, {m}, {w}, lsr #4",
-            "smlad {acc}, {t}, r10, {acc}",
-            "and {t}, {m}, {w}, lsr #12",
-            "smlad {acc}, {t}, r12, {acc}",
-            "ldr {w}, [{wp}], #4",
-            "ldm {xp}!, {{r8, r9, r10, r12}}",
-            "and {t}, {m}, {w}",
-            "smlad {acc}, {t}, r8, {acc}",
-            "and {t}, {m}, {w}, lsr #8",
-            "smlad {acc}, {t}, r9, {acc}",
-            "and {t}, {m}, {w}, lsr #4",
-            "smlad {acc}, {t}, r10, {acc}",
-            "and {t}, {m}, {w}, lsr #12",
-            "smlad {acc}, {t}, r12, {acc}",
+            // 4 times; `times!` writes the lines out (LLVM sizes inline asm by
+            // its lines, so a `.rept` would misplace literal pools and branches).
+            times!(4;
+                "ldr {w}, [{wp}], #4",
+                "ldm {xp}!, {{r8, r9, r10, r12}}",
+                "and {t}, {m}, {w}",
+                "smlad {acc}, {t}, r8, {acc}",
+                "and {t}, {m}, {w}, lsr #8",
+                "smlad {acc}, {t}, r9, {acc}",
+                "and {t}, {m}, {w}, lsr #4",
+                "smlad {acc}, {t}, r10, {acc}",
+                "and {t}, {m}, {w}, lsr #12",
+                "smlad {acc}, {t}, r12, {acc}",
+            ),
             wp = inout(reg) w.qs.as_ptr() => _,
             xp = inout(reg) x.w.as_ptr() => _,
             m = in(reg) 0x000F_000Fu32,
@@ -682,29 +585,17 @@ mod fpu {
         // only the declared registers.
         unsafe {
             asm!(
-                // 3 times (written out: LLVM sizes inline asm by its lines,
-                // and a `.rept` would make it misplace literal pools and branches).
-                "ldr {a}, [{q}], #4",
-                "ldr {b}, [{q}], #4",
-                "sxtb16 r8, {a}",
-                "sxtb16 r9, {a}, ror #8",
-                "sxtb16 r10, {b}",
-                "sxtb16 r12, {b}, ror #8",
-                "stm {o}!, {{r8, r9, r10, r12}}",
-                "ldr {a}, [{q}], #4",
-                "ldr {b}, [{q}], #4",
-                "sxtb16 r8, {a}",
-                "sxtb16 r9, {a}, ror #8",
-                "sxtb16 r10, {b}",
-                "sxtb16 r12, {b}, ror #8",
-                "stm {o}!, {{r8, r9, r10, r12}}",
-                "ldr {a}, [{q}], #4",
-                "ldr {b}, [{q}], #4",
-                "sxtb16 r8, {a}",
-                "sxtb16 r9, {a}, ror #8",
-                "sxtb16 r10, {b}",
-                "sxtb16 r12, {b}, ror #8",
-                "stm {o}!, {{r8, r9, r10, r12}}",
+                // 3 times; `times!` writes the lines out (LLVM sizes inline asm by
+                // its lines, so a `.rept` would misplace literal pools and branches).
+                times!(3;
+                    "ldr {a}, [{q}], #4",
+                    "ldr {b}, [{q}], #4",
+                    "sxtb16 r8, {a}",
+                    "sxtb16 r9, {a}, ror #8",
+                    "sxtb16 r10, {b}",
+                    "sxtb16 r12, {b}, ror #8",
+                    "stm {o}!, {{r8, r9, r10, r12}}",
+                ),
                 // `q` is at quant 26: quants 26..30, then 30, 31, 0, 1.
                 "ldr {a}, [{q}]",
                 "ldrh {b}, [{q}, #4]",
@@ -744,88 +635,30 @@ mod fpu {
         // the declared registers (and the GE flags).
         unsafe {
             asm!(
-                // 4 times (written out: LLVM sizes inline asm by its lines,
-                // and a `.rept` would make it misplace literal pools and branches).
-                "ldr {h}, [{q}, #16]",
-                "ldr {l}, [{q}], #4",
-                // The pairs of the sum: even and odd bytes, 16-bit lanes.
-                "sxtab16 {s}, {s}, {l}",
-                "sxtab16 {s}, {s}, {l}, ror #8",
-                "sxtab16 {s}, {s}, {h}",
-                "sxtab16 {s}, {s}, {h}, ror #8",
-                "sxtb16 r8, {l}",             // (x0, x2)
-                "sxtb16 r9, {l}, ror #8",     // (x1, x3)
-                "and r10, {m8}, {l}, lsl #8", // 256 (x0, x2)
-                "usub16 r10, r10, r9",        // X1 - 256 X0
-                "lsl r12, {l}, #12",
-                "and r12, r12, #0xF000F000",  // 4096 (x0, x2)
-                "sxtb16 r9, {h}, ror #8",     // (y1, y3)
-                "usub16 r12, r12, r9",        // Y1 - 4096 X0
-                "and {l}, {m4}, r8, lsl #4",  // 16 (x0, x2)
-                "sxtb16 r9, {h}",             // (y0, y2)
-                "usub16 r9, {l}, r9",         // Y0 - 16 X0
-                "usub16 r8, {z}, r8",         // X0
-                "stm {o}!, {{r8, r9, r10, r12}}",
-                "ldr {h}, [{q}, #16]",
-                "ldr {l}, [{q}], #4",
-                // The pairs of the sum: even and odd bytes, 16-bit lanes.
-                "sxtab16 {s}, {s}, {l}",
-                "sxtab16 {s}, {s}, {l}, ror #8",
-                "sxtab16 {s}, {s}, {h}",
-                "sxtab16 {s}, {s}, {h}, ror #8",
-                "sxtb16 r8, {l}",             // (x0, x2)
-                "sxtb16 r9, {l}, ror #8",     // (x1, x3)
-                "and r10, {m8}, {l}, lsl #8", // 256 (x0, x2)
-                "usub16 r10, r10, r9",        // X1 - 256 X0
-                "lsl r12, {l}, #12",
-                "and r12, r12, #0xF000F000",  // 4096 (x0, x2)
-                "sxtb16 r9, {h}, ror #8",     // (y1, y3)
-                "usub16 r12, r12, r9",        // Y1 - 4096 X0
-                "and {l}, {m4}, r8, lsl #4",  // 16 (x0, x2)
-                "sxtb16 r9, {h}",             // (y0, y2)
-                "usub16 r9, {l}, r9",         // Y0 - 16 X0
-                "usub16 r8, {z}, r8",         // X0
-                "stm {o}!, {{r8, r9, r10, r12}}",
-                "ldr {h}, [{q}, #16]",
-                "ldr {l}, [{q}], #4",
-                // The pairs of the sum: even and odd bytes, 16-bit lanes.
-                "sxtab16 {s}, {s}, {l}",
-                "sxtab16 {s}, {s}, {l}, ror #8",
-                "sxtab16 {s}, {s}, {h}",
-                "sxtab16 {s}, {s}, {h}, ror #8",
-                "sxtb16 r8, {l}",             // (x0, x2)
-                "sxtb16 r9, {l}, ror #8",     // (x1, x3)
-                "and r10, {m8}, {l}, lsl #8", // 256 (x0, x2)
-                "usub16 r10, r10, r9",        // X1 - 256 X0
-                "lsl r12, {l}, #12",
-                "and r12, r12, #0xF000F000",  // 4096 (x0, x2)
-                "sxtb16 r9, {h}, ror #8",     // (y1, y3)
-                "usub16 r12, r12, r9",        // Y1 - 4096 X0
-                "and {l}, {m4}, r8, lsl #4",  // 16 (x0, x2)
-                "sxtb16 r9, {h}",             // (y0, y2)
-                "usub16 r9, {l}, r9",         // Y0 - 16 X0
-                "usub16 r8, {z}, r8",         // X0
-                "stm {o}!, {{r8, r9, r10, r12}}",
-                "ldr {h}, [{q}, #16]",
-                "ldr {l}, [{q}], #4",
-                // The pairs of the sum: even and odd bytes, 16-bit lanes.
-                "sxtab16 {s}, {s}, {l}",
-                "sxtab16 {s}, {s}, {l}, ror #8",
-                "sxtab16 {s}, {s}, {h}",
-                "sxtab16 {s}, {s}, {h}, ror #8",
-                "sxtb16 r8, {l}",             // (x0, x2)
-                "sxtb16 r9, {l}, ror #8",     // (x1, x3)
-                "and r10, {m8}, {l}, lsl #8", // 256 (x0, x2)
-                "usub16 r10, r10, r9",        // X1 - 256 X0
-                "lsl r12, {l}, #12",
-                "and r12, r12, #0xF000F000",  // 4096 (x0, x2)
-                "sxtb16 r9, {h}, ror #8",     // (y1, y3)
-                "usub16 r12, r12, r9",        // Y1 - 4096 X0
-                "and {l}, {m4}, r8, lsl #4",  // 16 (x0, x2)
-                "sxtb16 r9, {h}",             // (y0, y2)
-                "usub16 r9, {l}, r9",         // Y0 - 16 X0
-                "usub16 r8, {z}, r8",         // X0
-                "stm {o}!, {{r8, r9, r10, r12}}",
+                // 4 times; `times!` writes the lines out (LLVM sizes inline asm by
+                // its lines, so a `.rept` would misplace literal pools and branches).
+                times!(4;
+                    "ldr {h}, [{q}, #16]",
+                    "ldr {l}, [{q}], #4",
+                    // The pairs of the sum: even and odd bytes, 16-bit lanes.
+                    "sxtab16 {s}, {s}, {l}",
+                    "sxtab16 {s}, {s}, {l}, ror #8",
+                    "sxtab16 {s}, {s}, {h}",
+                    "sxtab16 {s}, {s}, {h}, ror #8",
+                    "sxtb16 r8, {l}",             // (x0, x2)
+                    "sxtb16 r9, {l}, ror #8",     // (x1, x3)
+                    "and r10, {m8}, {l}, lsl #8", // 256 (x0, x2)
+                    "usub16 r10, r10, r9",        // X1 - 256 X0
+                    "lsl r12, {l}, #12",
+                    "and r12, r12, #0xF000F000",  // 4096 (x0, x2)
+                    "sxtb16 r9, {h}, ror #8",     // (y1, y3)
+                    "usub16 r12, r12, r9",        // Y1 - 4096 X0
+                    "and {l}, {m4}, r8, lsl #4",  // 16 (x0, x2)
+                    "sxtb16 r9, {h}",             // (y0, y2)
+                    "usub16 r9, {l}, r9",         // Y0 - 16 X0
+                    "usub16 r8, {z}, r8",         // X0
+                    "stm {o}!, {{r8, r9, r10, r12}}",
+                ),
                 q = inout(reg) x.qs.as_ptr() => _,
                 o = inout(reg) out => _,
                 s = inout(reg) pairs,
