@@ -1,8 +1,9 @@
 //! The measurements behind the decode roofline (`tools/latte-cli/bench/ROOFLINE.md`):
 //! for each model file, the bytes a decode step reads, its multiply-adds,
 //! the cache read bandwidth at that working-set size, the matrix-vector
-//! products alone, the libm calls alone, and the whole step, all on this
-//! machine in one run.
+//! products alone, the elementwise math alone (the kernels' `exp`/`tanh`,
+//! and libm's, which the core used before, for comparison), the rest of a
+//! step alone, and the whole step, all on this machine in one run.
 //!
 //! ```text
 //! cargo run --release -p latte-core --example roofline -- models/latte-micro/latte-micro-{f32,f16,q8_0,q4_0}.gguf
@@ -22,8 +23,9 @@ use latte_gguf::{GgmlType, Gguf};
 use latte_kernels::{cast_q4_0, cast_q8_0, f16, BlockQ8_0, Kernels};
 
 /// A pseudo-random value in `[-1, 1)` for index `i`: inputs in no
-/// learnable order, so that the branches of libm's range reductions are
-/// predicted no better than in a real step.
+/// learnable order, so that the branches of the math (libm's range
+/// reductions, the scalar `tanh`'s two forms) are predicted no better than
+/// in a real step.
 fn noise(i: usize) -> f32 {
     let mut z = (i as u64)
         .wrapping_add(1)
@@ -190,14 +192,23 @@ struct Counts {
 }
 
 /// The work of a step besides the matrix products, timed alone with the
-/// core's own functions (`ops`) and, for the Latte recurrence (crate
-/// private), a copy of its arithmetic (`LatteLayer::recur`, plain Latte):
+/// core's own functions (`ops`, the kernels' `exp_inplace` and
+/// `gelu_tanh_inplace`) and, for the Latte recurrence (crate private), a
+/// copy of its arithmetic (`LatteLayer::recur`, plain Latte):
 /// per layer two layer norms, the query softmax per head, the recurrence,
 /// bias + GELU of the MLP, biases and residual adds; then the final layer
 /// norm, the head bias, the embedding row with its sinusoidal position.
 /// Returns `(total, [layer norms, softmax, recurrence, bias + GELU, rest])`
 /// in seconds per token.
-fn non_matmul(d: usize, l: usize, h: usize, f: usize, v: usize, nl: usize) -> (f64, [f64; 5]) {
+fn non_matmul(
+    k: &Kernels,
+    d: usize,
+    l: usize,
+    h: usize,
+    f: usize,
+    v: usize,
+    nl: usize,
+) -> (f64, [f64; 5]) {
     let (dh, lh) = (d / h, l / h);
     let w: Vec<f32> = (0..d).map(|i| 1.0 + (i % 7) as f32 / 50.0).collect();
     let x: Vec<f32> = (0..f.max(d).max(v)).map(|i| 2.0 * noise(i)).collect();
@@ -214,7 +225,7 @@ fn non_matmul(d: usize, l: usize, h: usize, f: usize, v: usize, nl: usize) -> (f
         for _ in 0..nl {
             q.copy_from_slice(&x[..l]);
             for p in q.chunks_exact_mut(lh) {
-                black_box(ops::softmax_in_place(p));
+                black_box(ops::softmax_in_place_with(k, p));
             }
         }
     });
@@ -223,31 +234,36 @@ fn non_matmul(d: usize, l: usize, h: usize, f: usize, v: usize, nl: usize) -> (f
     let mut n_all = vec![3.0f32; l];
     let mut m_all = vec![1.0f32; l];
     let mut y = vec![0.0f32; d];
-    let (k, vv, p) = (&x[l..2 * l], &x[..d], &x[..l]);
+    let (k_in, vv, p) = (&x[l..2 * l], &x[..d], &x[..l]);
     let t_rec = min_time(reps, || {
         for _ in 0..nl {
             let heads = p
                 .chunks_exact(lh)
-                .zip(k.chunks_exact(lh))
+                .zip(k_in.chunks_exact(lh))
                 .zip(vv.chunks_exact(dh))
                 .zip(y.chunks_exact_mut(dh))
                 .zip(s_all.chunks_exact_mut(lh * dh))
                 .zip(n_all.chunks_exact_mut(lh))
                 .zip(m_all.chunks_exact_mut(lh));
-            for ((((((p, k), v), y), s), n), m) in heads {
+            for ((((((p, kk), v), y), s), n), m) in heads {
                 y.fill(0.0);
+                // Both exponentials of every latent in one kernel call (the
+                // core does groups of 16 latents: one group here).
+                let mut e = vec![0.0f32; 2 * lh];
+                for (i, (m, &kk)) in m.iter_mut().zip(kk).enumerate() {
+                    let m_new = m.max(kk);
+                    e[i] = *m - m_new;
+                    e[lh + i] = kk - m_new;
+                    *m = m_new;
+                }
+                k.exp_inplace(&mut e);
                 let latents = p
                     .iter()
-                    .zip(k)
                     .zip(s.chunks_exact_mut(dh))
                     .zip(n.iter_mut())
-                    .zip(m.iter_mut());
-                for ((((&p, &k), row), n), m) in latents {
-                    let m_new = m.max(k);
-                    let r = libm::expf(*m - m_new);
-                    let a = libm::expf(k - m_new);
+                    .zip(e[..lh].iter().zip(&e[lh..]));
+                for (((&p, row), n), (&r, &a)) in latents {
                     *n = *n * r + a;
-                    *m = m_new;
                     for (s, &vv) in row.iter_mut().zip(v) {
                         *s = *s * r + a * vv;
                     }
@@ -268,7 +284,7 @@ fn non_matmul(d: usize, l: usize, h: usize, f: usize, v: usize, nl: usize) -> (f
         for _ in 0..nl {
             out[..f].copy_from_slice(&x[..f]);
             ops::add_assign(&mut out[..f], &x[..f]);
-            ops::gelu_tanh_in_place(&mut out[..f]);
+            k.gelu_tanh_inplace(&mut out[..f]);
             black_box(&out);
         }
     });
@@ -310,17 +326,27 @@ fn main() {
         println!("  {kib:>6} KiB  {:7.1}", read_bandwidth(kib * 1024));
     }
 
-    // libm, one call at a time over realistic arguments.
-    // Arguments as in a step, in no learnable order: `expf` of `x - max`
-    // (at most 0), `tanhf` of a GELU argument (`x` of the order of 1).
+    // The elementwise math over realistic arguments, in no learnable
+    // order: `exp` of `x - max` (at most 0), `tanh` of a GELU argument (`x`
+    // of the order of 1). The kernels' slices as the step calls them, and
+    // libm one call at a time (what the core used before), for comparison.
     let args_exp: Vec<f32> = (0..4096).map(|i| 5.0 * (noise(i) - 1.0)).collect();
     let args_tanh: Vec<f32> = (0..4096).map(|i| 2.0 * noise(i)).collect();
-    let t_exp = min_time(2000, || {
+    let mut buf = vec![0.0f32; 4096];
+    let per_value = |args: &[f32], buf: &mut [f32], op: &dyn Fn(&mut [f32])| {
+        min_time(2000, || {
+            buf.copy_from_slice(args);
+            op(black_box(&mut *buf));
+        }) / args.len() as f64
+    };
+    let t_exp = per_value(&args_exp, &mut buf, &|x| k.exp_inplace(x));
+    let t_gelu = per_value(&args_tanh, &mut buf, &|x| k.gelu_tanh_inplace(x));
+    let t_libm_exp = min_time(2000, || {
         for &a in &args_exp {
             black_box(libm::expf(black_box(a)));
         }
     }) / 4096.0;
-    let t_tanh = min_time(2000, || {
+    let t_libm_tanh = min_time(2000, || {
         for &a in &args_tanh {
             black_box(libm::tanhf(black_box(a)));
         }
@@ -331,9 +357,12 @@ fn main() {
         }
     }) / 4096.0;
     println!(
-        "\nlibm per call: expf {:.2} ns, tanhf {:.2} ns, sinf {:.2} ns",
+        "\nper value: kernels ({}) exp {:.3} ns, gelu_tanh {:.3} ns; libm expf {:.2} ns, tanhf {:.2} ns, sinf {:.2} ns",
+        k.path(),
         t_exp * 1e9,
-        t_tanh * 1e9,
+        t_gelu * 1e9,
+        t_libm_exp * 1e9,
+        t_libm_tanh * 1e9,
         t_sin * 1e9
     );
 
@@ -451,9 +480,14 @@ fn main() {
         let t_step = min_time(60, &mut run) / 256.0;
 
         let bw = read_bandwidth(counts.bytes);
-        let (t_other, parts) = non_matmul(d, l, h, f, v, nl);
-        let t_libm = counts.expf as f64 * t_exp
-            + counts.tanhf as f64 * t_tanh
+        let (t_other, parts) = non_matmul(&k, d, l, h, f, v, nl);
+        // The position's D/2 exponentials are still libm's.
+        let t_math = (counts.expf - d / 2) as f64 * t_exp
+            + (d / 2) as f64 * t_libm_exp
+            + counts.tanhf as f64 * t_gelu
+            + counts.sincosf as f64 * t_sin;
+        let t_libm = counts.expf as f64 * t_libm_exp
+            + counts.tanhf as f64 * t_libm_tanh
             + counts.sincosf as f64 * t_sin;
         println!("\n{path}");
         println!(
@@ -463,7 +497,7 @@ fn main() {
             counts.bytes
         );
         println!(
-            "  matvec MACs per token {} ({} blocks of 32); other flops ~{}; expf {}, tanhf {}, sin/cos {}",
+            "  matvec MACs per token {} ({} blocks of 32); other flops ~{}; exp {}, tanh (GELU) {}, sin/cos {}",
             counts.macs, counts.blocks, counts.other_flops, counts.expf, counts.tanhf, counts.sincosf
         );
         println!(
@@ -478,7 +512,8 @@ fn main() {
             counts.macs as f64 / t_mv / 1e9
         );
         println!(
-            "  libm calls alone (count x per-call time): {:.2} us per token",
+            "  elementwise math alone (count x per-value time): {:.2} us per token (with libm instead: {:.2})",
+            t_math * 1e6,
             t_libm * 1e6
         );
         println!(

@@ -16,12 +16,21 @@
 //!
 //! There is no `1/sqrt(d)` scaling. The initial state is `S = 0, n = 0,
 //! m = -inf`; `exp(-inf) = 0` makes the first token need no special case.
+//!
+//! `exp` (here and in the softmax) is [`latte_kernels::scalar::exp_f32`],
+//! computed through the kernel table ([`Kernels::exp_inplace`]), which gives
+//! the same bits on every path: a layer's result does not depend on the
+//! kernels' instruction set.
 
 use latte_kernels::{Kernels, QK};
 
 use crate::error::Error;
 use crate::ops;
 use crate::tensor::{q8_0_scratch_len, quantize_input, Matrix};
+
+/// Latents whose two exponentials [`LatteLayer::recur`] computes in one
+/// [`Kernels::exp_inplace`] call (a stack buffer of `2 * EXP_GROUP` values).
+const EXP_GROUP: usize = 16;
 
 /// Weights and sizes of one Latte layer. Matrices are `rows = outputs`:
 /// `Wq`, `Wk` are `L x D`, `Wv`, `Wo` are `D x D`. Head `h` owns latent rows
@@ -293,7 +302,7 @@ impl<'a> LatteLayer<'a> {
         self.wq.matvec_prepared(kernels, x, xq, q);
         self.wk.matvec_prepared(kernels, x, xq, k);
         self.wv.matvec_prepared(kernels, x, xq, v);
-        self.recur(q, k, v, state, rotation, y);
+        self.recur(kernels, q, k, v, state, rotation, y);
         self.wo.matvec_quantizing(kernels, y, quant, &mut out[..d]);
         Ok(())
     }
@@ -305,8 +314,10 @@ impl<'a> LatteLayer<'a> {
     /// prefill chunk (token by token inside the chunk) both run it, so they
     /// agree bit for bit. Slices are the sizes above (callers check);
     /// shorter ones only shorten the loops.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn recur(
         &self,
+        kernels: &Kernels,
         q: &mut [f32],
         k: &[f32],
         v: &[f32],
@@ -330,44 +341,79 @@ impl<'a> LatteLayer<'a> {
             .zip(n_all.chunks_exact_mut(lh))
             .zip(m_all.chunks_exact_mut(lh));
         for ((((((p, k), v), y), s), n), m) in heads {
-            ops::softmax_in_place(p);
+            ops::softmax_in_place_with(kernels, p);
             y.fill(0.0);
-            let latents = p
-                .iter()
-                .zip(k)
-                .zip(s.chunks_exact_mut(dh))
-                .zip(n.iter_mut())
-                .zip(m.iter_mut());
-            for ((((&p, &k), row), n), m) in latents {
-                let m_new = m.max(k);
-                let r = libm::expf(*m - m_new);
-                let a = libm::expf(k - m_new);
-                *n = *n * r + a;
-                *m = m_new;
-                match rotation {
-                    None => {
-                        for (s, &vv) in row.iter_mut().zip(v) {
-                            *s = *s * r + a * vv;
-                        }
-                    }
-                    Some(rot) => {
-                        let pairs = row
-                            .chunks_exact_mut(2)
-                            .zip(v.chunks_exact(2))
-                            .zip(rot.chunks_exact(2));
-                        for ((s, vv), cs) in pairs {
-                            let (c, sn) = (cs[0], cs[1]);
-                            let (x0, x1) = (s[0], s[1]);
-                            s[0] = (x0 * c - x1 * sn) * r + a * vv[0];
-                            s[1] = (x0 * sn + x1 * c) * r + a * vv[1];
-                        }
-                    }
+            // The latents in groups of up to EXP_GROUP: first the new maxima
+            // and the exponents `m - m'` and `k - m'` of the whole group,
+            // then their exponentials in one kernel call, then the updates.
+            let groups = p
+                .chunks(EXP_GROUP)
+                .zip(k.chunks(EXP_GROUP))
+                .zip(s.chunks_mut(EXP_GROUP * dh))
+                .zip(n.chunks_mut(EXP_GROUP))
+                .zip(m.chunks_mut(EXP_GROUP));
+            for ((((p, k), s), n), m) in groups {
+                let g = p.len();
+                let mut e = [0.0f32; 2 * EXP_GROUP];
+                let (er, ea) = e.split_at_mut(g);
+                for (((m, &k), er), ea) in m.iter_mut().zip(k).zip(er.iter_mut()).zip(ea) {
+                    let m_new = m.max(k);
+                    *er = *m - m_new;
+                    *ea = k - m_new;
+                    *m = m_new;
                 }
-                let w = p / *n;
-                for (acc, &sv) in y.iter_mut().zip(row.iter()) {
-                    *acc += w * sv;
+                let e = &mut e[..2 * g];
+                kernels.exp_inplace(e);
+                let (er, ea) = e.split_at(g);
+                let latents = p
+                    .iter()
+                    .zip(s.chunks_exact_mut(dh))
+                    .zip(n.iter_mut())
+                    .zip(er.iter().zip(ea));
+                for (((&p, row), n), (&r, &a)) in latents {
+                    Self::update_latent(p, row, n, r, a, v, rotation, y);
                 }
             }
+        }
+    }
+
+    /// One latent's update with `r = exp(m - m')`, `a = exp(k - m')`:
+    /// `n = n r + a`, `S_l = rot(S_l) r + a v`, `y += (p / n) S_l`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn update_latent(
+        p: f32,
+        row: &mut [f32],
+        n: &mut f32,
+        r: f32,
+        a: f32,
+        v: &[f32],
+        rotation: Option<&[f32]>,
+        y: &mut [f32],
+    ) {
+        *n = *n * r + a;
+        match rotation {
+            None => {
+                for (s, &vv) in row.iter_mut().zip(v) {
+                    *s = *s * r + a * vv;
+                }
+            }
+            Some(rot) => {
+                let pairs = row
+                    .chunks_exact_mut(2)
+                    .zip(v.chunks_exact(2))
+                    .zip(rot.chunks_exact(2));
+                for ((s, vv), cs) in pairs {
+                    let (c, sn) = (cs[0], cs[1]);
+                    let (x0, x1) = (s[0], s[1]);
+                    s[0] = (x0 * c - x1 * sn) * r + a * vv[0];
+                    s[1] = (x0 * sn + x1 * c) * r + a * vv[1];
+                }
+            }
+        }
+        let w = p / *n;
+        for (acc, &sv) in y.iter_mut().zip(row.iter()) {
+            *acc += w * sv;
         }
     }
 }

@@ -232,13 +232,13 @@ impl<'a, 'x> RowTask<'a, 'x> {
         let bias = bias.get(r0..r1.min(bias.len())).unwrap_or(&[]);
         for t in 0..tokens {
             let y = &mut out[t * ld..t * ld + n];
-            // The same operations, in the same order, as `add_assign`
-            // then `gelu_tanh_in_place` on a whole vector.
-            for (v, b) in y.iter_mut().zip(bias) {
-                *v += b;
-                if gelu {
-                    *v = ops::gelu_tanh(*v);
-                }
+            // The same operations as `add_assign` then `gelu_tanh_in_place`
+            // on a whole vector: the GELU is elementwise and every path's
+            // `gelu_tanh_inplace` gives the scalar function's bits.
+            let y = &mut y[..bias.len().min(n)];
+            ops::add_assign(y, bias);
+            if gelu {
+                k.gelu_tanh_inplace(y);
             }
         }
     }

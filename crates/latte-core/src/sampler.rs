@@ -7,7 +7,9 @@
 //!    last `repeat_last_n` accepted tokens: `logit > 0 ? logit / penalty :
 //!    logit * penalty`;
 //! 2. `temperature == 0`: greedy argmax (lowest index wins ties), done;
-//! 3. divide by the temperature, softmax with max subtraction;
+//! 3. divide by the temperature, softmax with max subtraction
+//!    ([`crate::ops::softmax_in_place`]; its `exp` is
+//!    `latte_kernels::scalar::exp_f32`, the same bits on every target);
 //! 4. top-k (0 = off): keep the `k` most probable tokens (ties at the
 //!    boundary go to the lowest indices);
 //! 5. top-p (1 = off): keep the smallest most-probable set whose mass

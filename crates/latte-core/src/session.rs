@@ -462,7 +462,7 @@ fn run_chunk<'a>(
             .zip(vv.chunks_exact(d))
             .zip(y.chunks_exact_mut(d));
         for (((qt, kt), vt), yt) in per_token {
-            latte.recur(qt, kt, vt, st, rot, yt);
+            latte.recur(k, qt, kt, vt, st, rot, yt);
         }
         let xq = quantize_input(k, wo.data().is_quantized(), y, quant);
         par.run(&RowTask::new(k, *wo, input(wo, y, xq), n), o);

@@ -167,6 +167,10 @@ fn main() {
         return;
     }
     let ghz = clock_ghz();
+    if args.iter().any(|a| a == "math") {
+        math(ghz);
+        return;
+    }
     println!("clock {ghz:.2} GHz (dependent-add chain); cycles per 32-value block:");
     let paths = paths();
     let shapes = [
@@ -226,5 +230,50 @@ fn main() {
         }
         println!("{line}");
     }
+    math(ghz);
     println!("clock {:.2} GHz at the end", clock_ghz());
+}
+
+/// The elementwise math over 512 values (latte-micro's MLP width), cycles
+/// per value: every path (the scalar specification included) and, for
+/// comparison, the platform's `expf`/`tanhf` through `std` one value at a
+/// time.
+fn math(ghz: f64) {
+    const N: usize = 512;
+    println!("cycles per value, {N} values:");
+    let gelu_in: Vec<f32> = values(N, 5).iter().map(|v| v * 4.0).collect();
+    let exp_in: Vec<f32> = values(N, 6).iter().map(|v| v * 5.0 - 5.0).collect();
+    let mut buf = vec![0.0f32; N];
+    let mut all = vec![Kernels::scalar()];
+    all.extend(paths());
+    type Op = fn(&Kernels, &mut [f32]);
+    type Case<'a> = (&'a str, &'a [f32], Op, fn(f32) -> f32);
+    let ops: [Case; 3] = [
+        ("exp", &exp_in, |k, x| k.exp_inplace(x), f32::exp),
+        ("tanh", &gelu_in, |k, x| k.tanh_inplace(x), f32::tanh),
+        (
+            "gelu_tanh",
+            &gelu_in,
+            |k, x| k.gelu_tanh_inplace(x),
+            |x| 0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044_715 * x * x * x)).tanh()),
+        ),
+    ];
+    let per_value = |t: f64| t * ghz * 1e9 / N as f64;
+    for (name, input, op, platform) in ops {
+        let mut line = format!("{name:<10}");
+        for k in &all {
+            let t = min_time(2000, || {
+                buf.copy_from_slice(input);
+                op(k, black_box(&mut buf));
+            });
+            line += &format!("  {} {:.2}", k.path().name(), per_value(t));
+        }
+        let t = min_time(2000, || {
+            for (o, &x) in buf.iter_mut().zip(input) {
+                *o = platform(black_box(x));
+            }
+        });
+        line += &format!("  std (platform libm) {:.2}", per_value(t));
+        println!("{line}");
+    }
 }

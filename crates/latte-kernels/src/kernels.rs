@@ -17,6 +17,7 @@ type MatQ4 = unsafe fn(&[BlockQ4_0], usize, &[BlockQ8_0], &mut [f32]);
 type MatF32 = unsafe fn(&[f32], usize, &[f32], &mut [f32]);
 type MatF16 = unsafe fn(&[f16], usize, &[f32], &mut [f32]);
 type QuantQ8 = unsafe fn(&[f32], &mut [BlockQ8_0]);
+type MapF32 = unsafe fn(&mut [f32]);
 
 /// An instruction-set path of the kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -96,9 +97,10 @@ impl fmt::Display for KernelPath {
 /// time with the `std` feature, from the compile-time target features
 /// without it). That check is what makes calling the pointers sound.
 ///
-/// Results: the quantized dot products and matrix-vector products of every
-/// path are bit-identical to [`Kernels::scalar`] (see [`crate::scalar`] for
-/// the accumulation order); the `f32`/`f16` ones agree within rounding.
+/// Results: the quantized dot products and matrix-vector products, and the
+/// elementwise `exp`, `tanh` and GELU, of every path are bit-identical to
+/// [`Kernels::scalar`] (see [`crate::scalar`] for the accumulation order and
+/// the math); the `f32`/`f16` products agree within rounding.
 #[derive(Clone, Copy)]
 pub struct Kernels {
     path: KernelPath,
@@ -111,6 +113,9 @@ pub struct Kernels {
     matvec_f32: MatF32,
     matvec_f16: MatF16,
     quantize_q8_0: QuantQ8,
+    exp: MapF32,
+    tanh: MapF32,
+    gelu_tanh: MapF32,
 }
 
 impl fmt::Debug for Kernels {
@@ -210,6 +215,9 @@ impl Kernels {
             matvec_f32: scalar::matvec_f32,
             matvec_f16: scalar::matvec_f16,
             quantize_q8_0: scalar::quantize_q8_0,
+            exp: scalar::exp_inplace,
+            tanh: scalar::tanh_inplace,
+            gelu_tanh: scalar::gelu_tanh_inplace,
         }
     }
 
@@ -230,6 +238,9 @@ impl Kernels {
                 matvec_f32: k::matvec_f32,
                 matvec_f16: k::matvec_f16,
                 quantize_q8_0: k::quantize_q8_0,
+                exp: k::exp_inplace,
+                tanh: k::tanh_inplace,
+                gelu_tanh: k::gelu_tanh_inplace,
             });
         }
         None
@@ -267,6 +278,9 @@ impl Kernels {
                 dot_q4_0: v::dot_q4_0,
                 matvec_q8_0: v::matvec_q8_0,
                 matvec_q4_0: v::matvec_q4_0,
+                exp: v::exp_inplace,
+                tanh: v::tanh_inplace,
+                gelu_tanh: v::gelu_tanh_inplace,
                 ..base
             });
         }
@@ -290,6 +304,9 @@ impl Kernels {
                 matvec_f32: k::matvec_f32,
                 matvec_f16: k::matvec_f16,
                 quantize_q8_0: k::quantize_q8_0,
+                exp: k::exp_inplace,
+                tanh: k::tanh_inplace,
+                gelu_tanh: k::gelu_tanh_inplace,
             });
         }
         None
@@ -476,6 +493,28 @@ impl Kernels {
         // SAFETY: the constructor checked that this CPU supports the path;
         // `mat_args` guarantees `(y.len() - 1) * stride + x.len() <= w.len()`.
         unsafe { (self.matvec_f16)(w, stride, x, y) }
+    }
+
+    /// `x[i] = e^x[i]`: bit for bit [`crate::scalar::exp_f32`] on every
+    /// path, for every input (at most 0.99 ulp from the exact value; see
+    /// [`crate::scalar`], "Elementwise math").
+    pub fn exp_inplace(&self, x: &mut [f32]) {
+        // SAFETY: the constructor checked that this CPU supports the path.
+        unsafe { (self.exp)(x) }
+    }
+
+    /// `x[i] = tanh x[i]`: bit for bit [`crate::scalar::tanh_f32`] on every
+    /// path, for every input (at most 1.34 ulp from the exact value).
+    pub fn tanh_inplace(&self, x: &mut [f32]) {
+        // SAFETY: the constructor checked that this CPU supports the path.
+        unsafe { (self.tanh)(x) }
+    }
+
+    /// `x[i] = gelu(x[i])`, tanh form: bit for bit
+    /// [`crate::scalar::gelu_tanh_f32`] on every path, for every input.
+    pub fn gelu_tanh_inplace(&self, x: &mut [f32]) {
+        // SAFETY: the constructor checked that this CPU supports the path.
+        unsafe { (self.gelu_tanh)(x) }
     }
 
     /// Quantizes activations to `Q8_0`: bit for bit

@@ -11,10 +11,15 @@
 //! * Matrix-matrix products for prompt prefill ([`Kernels::matmat_q8_0`],
 //!   ...): each weight block multiplied with a chunk of tokens while it is in
 //!   cache, every value bit for bit the matrix-vector product's ([`matmat`]).
+//! * Elementwise `exp`, `tanh` and tanh-form GELU over slices
+//!   ([`Kernels::exp_inplace`], [`Kernels::tanh_inplace`],
+//!   [`Kernels::gelu_tanh_inplace`]): within 0.99 / 1.34 ulp of the exact
+//!   values, the same bits on every path.
 //!
 //! [`scalar`] is the specification: its module documentation fixes the
-//! rounding of the quantizers and the order of the float accumulation of the
-//! quantized dot products, which every SIMD path reproduces bit for bit.
+//! rounding of the quantizers, the order of the float accumulation of the
+//! quantized dot products and the operations of the elementwise math, which
+//! every SIMD path reproduces bit for bit.
 //!
 //! ```
 //! use latte_kernels::{BlockQ8_0, Kernels, quantize_row_q8_0};

@@ -44,10 +44,32 @@
 use core::arch::x86_64::*;
 
 use crate::block::{BlockQ4_0, BlockQ8_0};
+use crate::scalar;
 use crate::x86_avx2::{load_i8x32, load_u8x16, reduce_lanes};
 
 // ---------------------------------------------------------------------------
 // Entry points stored in `Kernels` (the only callers).
+
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C and AVX512F.
+pub(crate) unsafe fn exp_inplace(x: &mut [f32]) {
+    // SAFETY: the caller guarantees the target features.
+    unsafe { exp_inplace_tf(x) }
+}
+
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C and AVX512F.
+pub(crate) unsafe fn tanh_inplace(x: &mut [f32]) {
+    // SAFETY: the caller guarantees the target features.
+    unsafe { tanh_inplace_tf(x) }
+}
+
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C and AVX512F.
+pub(crate) unsafe fn gelu_tanh_inplace(x: &mut [f32]) {
+    // SAFETY: the caller guarantees the target features.
+    unsafe { gelu_tanh_inplace_tf(x) }
+}
 
 /// # Safety
 /// The CPU must support AVX2, FMA, F16C, AVX512F, AVX512BW, AVX512VL and
@@ -585,4 +607,175 @@ fn matvec_q4_0_tf(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]
         |y| dpbusd(_mm512_set1_epi8(8), y),
         |b| b.d,
     )
+}
+
+// ---------------------------------------------------------------------------
+// Elementwise math on sixteen lanes, bit for bit `scalar::exp_f32`,
+// `tanh_f32` and `gelu_tanh_f32`: the operations of the AVX2 versions
+// (multiply then add, never FMA; IEEE division; both branches of `tanh`
+// computed and blended; NaN lanes keep their input).
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn load_f32x16(v: &[f32; 16]) -> __m512 {
+    // SAFETY: reads exactly the 16 floats of `v`; `loadu` has no alignment requirement.
+    unsafe { _mm512_loadu_ps(v.as_ptr()) }
+}
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn store_f32x16(v: &mut [f32; 16], x: __m512) {
+    // SAFETY: writes exactly the 16 floats of `v`; `storeu` has no alignment requirement.
+    unsafe { _mm512_storeu_ps(v.as_mut_ptr(), x) }
+}
+
+/// Defines `$name(x: &mut [f32])`, applying the sixteen-lane `$f` to `x`
+/// sixteen values at a time, NaN lanes left as they were; the tail goes
+/// through `$f` in a zero-padded register.
+macro_rules! map_f32x16 {
+    ($name:ident, $f:ident) => {
+        #[target_feature(enable = "avx512f")]
+        fn $name(x: &mut [f32]) {
+            let mut chunks = x.chunks_exact_mut(16);
+            for c in &mut chunks {
+                let c: &mut [f32; 16] = c.try_into().expect("16");
+                let v = load_f32x16(c);
+                store_f32x16(c, keep_nan($f(v), v));
+            }
+            let tail = chunks.into_remainder();
+            if !tail.is_empty() {
+                let mut buf = [0.0f32; 16];
+                buf[..tail.len()].copy_from_slice(tail);
+                let v = load_f32x16(&buf);
+                store_f32x16(&mut buf, keep_nan($f(v), v));
+                tail.copy_from_slice(&buf[..tail.len()]);
+            }
+        }
+    };
+}
+
+map_f32x16!(exp_inplace_tf, exp_v);
+map_f32x16!(tanh_inplace_tf, tanh_v);
+map_f32x16!(gelu_tanh_inplace_tf, gelu_tanh_v);
+
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn splat(v: f32) -> __m512 {
+    _mm512_set1_ps(v)
+}
+
+/// Lanes where `x` is NaN take `x`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn keep_nan(y: __m512, x: __m512) -> __m512 {
+    _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x), y, x)
+}
+
+/// `scalar::exp_reduced` on sixteen lanes, each in `[EXP_MIN_X, EXP_MAX_X]`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn exp_reduced_v(x: __m512) -> (__m512, __m512i) {
+    let t = _mm512_add_ps(
+        _mm512_mul_ps(x, splat(scalar::EXP_LOG2E)),
+        splat(scalar::EXP_ROUND),
+    );
+    let n = _mm512_sub_epi32(
+        _mm512_castps_si512(t),
+        _mm512_set1_epi32(scalar::EXP_ROUND_BITS),
+    );
+    let nf = _mm512_sub_ps(t, splat(scalar::EXP_ROUND));
+    let r = _mm512_sub_ps(x, _mm512_mul_ps(nf, splat(scalar::EXP_LN2_HI)));
+    let r = _mm512_sub_ps(r, _mm512_mul_ps(nf, splat(scalar::EXP_LN2_LO)));
+    let z = _mm512_mul_ps(r, r);
+    let c = scalar::EXP_P;
+    let mut p = splat(c[0]);
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), splat(c[1]));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), splat(c[2]));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), splat(c[3]));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), splat(c[4]));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), splat(c[5]));
+    p = _mm512_add_ps(_mm512_mul_ps(p, z), r);
+    p = _mm512_add_ps(p, splat(1.0));
+    (p, n)
+}
+
+/// `scalar::pow2` on sixteen lanes.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn pow2_v(e: __m512i) -> __m512 {
+    _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(
+        e,
+        _mm512_set1_epi32(127),
+    )))
+}
+
+/// `scalar::exp_core` on sixteen lanes, each in `[EXP_MIN_X, EXP_MAX_X]`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn exp_core_v(x: __m512) -> __m512 {
+    let (p, n) = exp_reduced_v(x);
+    let n1 = _mm512_srai_epi32::<1>(n);
+    _mm512_mul_ps(
+        _mm512_mul_ps(p, pow2_v(n1)),
+        pow2_v(_mm512_sub_epi32(n, n1)),
+    )
+}
+
+/// `scalar::exp_core_mid` on sixteen lanes, each in `[1.25, 20]`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn exp_core_mid_v(x: __m512) -> __m512 {
+    let (p, n) = exp_reduced_v(x);
+    _mm512_mul_ps(p, pow2_v(n))
+}
+
+/// `scalar::exp_f32` on sixteen lanes, except NaN lanes (garbage).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn exp_v(x: __m512) -> __m512 {
+    let c = _mm512_min_ps(
+        _mm512_max_ps(x, splat(scalar::EXP_MIN_X)),
+        splat(scalar::EXP_MAX_X),
+    );
+    exp_core_v(c)
+}
+
+/// `scalar::tanh_f32` on sixteen lanes, except NaN lanes (garbage).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn tanh_v(x: __m512) -> __m512 {
+    let xi = _mm512_castps_si512(x);
+    let a = _mm512_castsi512_ps(_mm512_and_si512(xi, _mm512_set1_epi32(0x7FFF_FFFF)));
+    // |x| < TANH_SMALL: the odd polynomial.
+    let z = _mm512_mul_ps(a, a);
+    let c = scalar::TANH_T;
+    let mut q = splat(c[0]);
+    q = _mm512_add_ps(_mm512_mul_ps(q, z), splat(c[1]));
+    q = _mm512_add_ps(_mm512_mul_ps(q, z), splat(c[2]));
+    q = _mm512_add_ps(_mm512_mul_ps(q, z), splat(c[3]));
+    q = _mm512_add_ps(_mm512_mul_ps(q, z), splat(c[4]));
+    q = _mm512_mul_ps(q, z);
+    q = _mm512_mul_ps(q, a);
+    let small = _mm512_add_ps(q, a);
+    // Otherwise 1 - 2 / (exp(2 min(|x|, TANH_CLAMP)) + 1).
+    let b = _mm512_min_ps(a, splat(scalar::TANH_CLAMP));
+    let e = exp_core_mid_v(_mm512_add_ps(b, b));
+    let one = splat(1.0);
+    let large = _mm512_sub_ps(one, _mm512_div_ps(splat(2.0), _mm512_add_ps(e, one)));
+    let is_small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, splat(scalar::TANH_SMALL));
+    let t = _mm512_castps_si512(_mm512_mask_blend_ps(is_small, large, small));
+    let sign = _mm512_and_si512(xi, _mm512_set1_epi32(i32::MIN));
+    _mm512_castsi512_ps(_mm512_or_si512(t, sign))
+}
+
+/// `scalar::gelu_tanh_f32` on sixteen lanes, except NaN lanes (garbage).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn gelu_tanh_v(x: __m512) -> __m512 {
+    let x3 = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(splat(scalar::GELU_C), x), x), x);
+    let u = _mm512_mul_ps(splat(scalar::GELU_K), _mm512_add_ps(x, x3));
+    let t = tanh_v(u);
+    let g = _mm512_mul_ps(_mm512_mul_ps(splat(0.5), x), _mm512_add_ps(splat(1.0), t));
+    let neg_inf = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, splat(f32::NEG_INFINITY));
+    _mm512_mask_blend_ps(neg_inf, g, splat(-0.0))
 }

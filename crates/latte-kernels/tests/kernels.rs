@@ -562,6 +562,33 @@ mod suite {
         }
     }
 
+    pub fn exp_bit_exact(k: &Kernels) {
+        math::bit_exact(
+            |x| k.exp_inplace(x),
+            latte_kernels::scalar::exp_f32,
+            "exp",
+            0x5EED_0101,
+        );
+    }
+
+    pub fn tanh_bit_exact(k: &Kernels) {
+        math::bit_exact(
+            |x| k.tanh_inplace(x),
+            latte_kernels::scalar::tanh_f32,
+            "tanh",
+            0x5EED_0102,
+        );
+    }
+
+    pub fn gelu_tanh_bit_exact(k: &Kernels) {
+        math::bit_exact(
+            |x| k.gelu_tanh_inplace(x),
+            latte_kernels::scalar::gelu_tanh_f32,
+            "gelu_tanh",
+            0x5EED_0103,
+        );
+    }
+
     /// Dequantize, then the f32 dot of the dequantized values equals (within
     /// rounding) the quantized dot: the two sides agree on the block layout.
     pub fn dequantized_layout_agrees(k: &Kernels) {
@@ -598,6 +625,129 @@ mod suite {
                 &x64,
                 "q4_0 vs dequantized",
             );
+        }
+    }
+}
+
+/// Elementwise math: every path gives the bits of the scalar twin.
+mod math {
+    use super::*;
+
+    /// Inputs every elementwise function must get right: zeros, the
+    /// infinities, NaNs with several payloads (quiet, signalling, negative),
+    /// the extremes, subnormals, and both sides of each threshold of the
+    /// specification (clamps, overflow and underflow of `exp`, the switch
+    /// between `tanh`'s two forms, its saturation).
+    pub fn special_values() -> Vec<f32> {
+        let mut v = vec![
+            0.0,
+            1.0,
+            0.5,
+            2.0,
+            1e-4,
+            1e-20,
+            0.625,
+            10.0,
+            9.0,
+            9.01,
+            20.0,
+            44.0,
+            87.336_55,
+            88.722_83,
+            88.722_84,
+            89.0,
+            100.0,
+            103.972_08,
+            104.0,
+            150.0,
+            1e10,
+            6.2e12,
+            1e30,
+            f32::MAX,
+            f32::MIN_POSITIVE,
+            f32::from_bits(1),
+            f32::from_bits(0x007F_FFFF),
+            f32::INFINITY,
+        ];
+        for x in v.clone() {
+            // Neighbours of each threshold.
+            if x.is_finite() && x != 0.0 {
+                v.push(f32::from_bits(x.to_bits() + 1));
+                v.push(f32::from_bits(x.to_bits() - 1));
+            }
+        }
+        for x in v.clone() {
+            v.push(-x);
+        }
+        for bits in [
+            0x7FC0_0000u32,
+            0xFFC0_0000,
+            0x7F80_0001,
+            0xFF80_0001,
+            0x7FBF_FFFF,
+            0x7FC0_1234,
+            0xFFFF_FFFF,
+        ] {
+            v.push(f32::from_bits(bits));
+        }
+        v
+    }
+
+    /// `n` inputs: uniform at several scales, and random bit patterns (every
+    /// exponent, NaNs and infinities included).
+    pub fn random_values(rng: &mut Rng, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| match i % 6 {
+                0 => rng.signed(),
+                1 => rng.signed() * 4.0,
+                2 => rng.signed() * 12.0,
+                3 => rng.signed() * 110.0,
+                4 => rng.signed() * 1e-3,
+                _ => f32::from_bits(rng.next_u64() as u32),
+            })
+            .collect()
+    }
+
+    /// `op` of the path on `x` against the scalar function element by element.
+    pub fn check(x: &[f32], what: &str, op: impl Fn(&mut [f32]), spec: fn(f32) -> f32) {
+        let mut got = x.to_vec();
+        op(&mut got);
+        for (i, (&xi, &g)) in x.iter().zip(&got).enumerate() {
+            let want = spec(xi);
+            assert_eq!(
+                bits(g),
+                bits(want),
+                "{what}, length {}, element {i}: x = {xi:e} ({:#010x}) gives {g:e} ({:#010x}), \
+                 the scalar twin {want:e} ({:#010x})",
+                x.len(),
+                bits(xi),
+                bits(g),
+                bits(want)
+            );
+        }
+    }
+
+    /// Specials, random values, and every length 0..=67 (the SIMD tails).
+    pub fn bit_exact(op: impl Fn(&mut [f32]), spec: fn(f32) -> f32, what: &str, seed: u64) {
+        let specials = special_values();
+        check(&specials, what, &op, spec);
+        // Each special value in every lane position of a register.
+        for shift in 0..16 {
+            let mut x = vec![0.25f32; shift];
+            x.extend_from_slice(&specials);
+            check(&x, what, &op, spec);
+        }
+        let mut rng = Rng::new(seed);
+        check(&random_values(&mut rng, 100_000), what, &op, spec);
+        for len in 0..=67 {
+            for _ in 0..4 {
+                let mut x = random_values(&mut rng, len);
+                if len > 0 {
+                    let j = rng.below(len as u64) as usize;
+                    x[j] = specials[rng.below(specials.len() as u64) as usize];
+                }
+                check(&x, what, &op, spec);
+            }
         }
     }
 }
@@ -643,6 +793,9 @@ macro_rules! kernel_suite {
             case!(matvec_float_close);
             case!(quantized_dot_tracks_f32);
             case!(dequantized_layout_agrees);
+            case!(exp_bit_exact);
+            case!(tanh_bit_exact);
+            case!(gelu_tanh_bit_exact);
         }
     };
 }
