@@ -365,6 +365,22 @@ impl<'a> LatteLayer<'a> {
                 let e = &mut e[..2 * g];
                 kernels.exp_inplace(e);
                 let (er, ea) = e.split_at(g);
+                if rotation.is_none() {
+                    // `n` and the weights `p / n` of the group first, then
+                    // `S_l` and `y` in one kernel call: per latent the
+                    // operations of `update_latent`, in the same order
+                    // (`n` and `S_l` do not depend on each other).
+                    let mut w = [0.0f32; EXP_GROUP];
+                    let w = &mut w[..g];
+                    for (((w, &p), n), (&r, &a)) in
+                        w.iter_mut().zip(p).zip(n.iter_mut()).zip(er.iter().zip(ea))
+                    {
+                        *n = *n * r + a;
+                        *w = p / *n;
+                    }
+                    kernels.latent_update(s, v, er, ea, w, y);
+                    continue;
+                }
                 let latents = p
                     .iter()
                     .zip(s.chunks_exact_mut(dh))

@@ -114,8 +114,10 @@ impl Block<'_> {
 /// copied) from the caller's bytes or slices. Cheap to share: run any number
 /// of [`crate::Session`]s on one `Model`.
 ///
-/// The struct holds one fixed slot per layer ([`MAX_LAYERS`]), so it needs
-/// no allocator.
+/// The struct holds one fixed slot per layer ([`MAX_LAYERS`]) and, for
+/// sinusoidal models, the first 128 position frequencies
+/// ([`crate::ops::sinusoidal_frequency`], 512 bytes, computed once at load
+/// instead of at every token), so it needs no allocator.
 #[derive(Clone, Debug)]
 pub struct Model<'a> {
     pub(crate) config: Config,
@@ -133,7 +135,18 @@ pub struct Model<'a> {
     pub(crate) quant_scratch: usize,
     /// `Q8_0` blocks per row of the widest quantized matrix (0 if none).
     pub(crate) quant_blocks: usize,
+    /// Sinusoidal models: the first `min(ceil(D / 2), SINUSOID_TABLE)`
+    /// position frequencies ([`crate::ops::sinusoidal_frequency`]),
+    /// computed once here instead of at every token; the rest (wider
+    /// models) are computed as needed. Unused for VAPOR models.
+    pub(crate) sinusoid: [f32; SINUSOID_TABLE],
+    /// Entries of `sinusoid` in use.
+    pub(crate) sinusoid_len: usize,
 }
+
+/// Position frequencies a [`Model`] keeps precomputed (enough for
+/// `D <= 256`; 512 bytes of the struct).
+pub(crate) const SINUSOID_TABLE: usize = 128;
 
 fn hash_matrix(h: &mut Fnv64, m: &Matrix<'_>) {
     h.usize(m.rows());
@@ -336,7 +349,16 @@ impl<'a> Model<'a> {
             kernels: Kernels::best(),
             quant_scratch: 0,
             quant_blocks: 0,
+            sinusoid: [0.0; SINUSOID_TABLE],
+            sinusoid_len: 0,
         };
+        if config.position == Position::Sinusoidal {
+            let n = d.div_ceil(2).min(SINUSOID_TABLE);
+            for (i, w) in model.sinusoid[..n].iter_mut().enumerate() {
+                *w = crate::ops::sinusoidal_frequency(i, d);
+            }
+            model.sinusoid_len = n;
+        }
         let blocks = model.quantized_input_blocks();
         if blocks > 0 {
             model.quant_blocks = blocks;

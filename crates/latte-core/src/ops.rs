@@ -205,20 +205,37 @@ pub fn argmax(x: &[f32]) -> usize {
 /// `w_i = exp(2i * c)` with `c = (-ln 10000 / D)` rounded to `f32`,
 /// angle `= (pos as f32) * w_i`, `x[2i] += sin(angle)`, `x[2i+1] += cos(angle)`.
 pub fn add_sinusoidal(pos: u64, x: &mut [f32]) {
+    add_sinusoidal_with(pos, x, &[]);
+}
+
+/// The frequency `w_i` of [`add_sinusoidal`] for width `d` (libm's `expf`).
+pub fn sinusoidal_frequency(i: usize, d: usize) -> f32 {
+    let c = (-libm::log(10000.0) / d as f64) as f32;
+    libm::expf((2 * i) as f32 * c)
+}
+
+/// [`add_sinusoidal`] with the first `freqs.len()` frequencies taken from
+/// `freqs` (which must hold [`sinusoidal_frequency`]`(i, x.len())`, as
+/// [`crate::Model`] precomputes them) and the rest computed: the same bits.
+/// `sin` and `cos` of an angle come from one `libm::sincosf`, which gives
+/// the bits of `libm::sinf` and `libm::cosf` for every `f32`.
+pub(crate) fn add_sinusoidal_with(pos: u64, x: &mut [f32], freqs: &[f32]) {
     let d = x.len();
     if d == 0 {
         return;
     }
-    let c = (-libm::log(10000.0) / d as f64) as f32;
     let p = pos as f32;
     for (i, pair) in x.chunks_mut(2).enumerate() {
-        let w = libm::expf((2 * i) as f32 * c);
-        let angle = p * w;
+        let w = match freqs.get(i) {
+            Some(&w) => w,
+            None => sinusoidal_frequency(i, d),
+        };
+        let (sin, cos) = libm::sincosf(p * w);
         if let Some(s) = pair.get_mut(0) {
-            *s += libm::sinf(angle);
+            *s += sin;
         }
         if let Some(co) = pair.get_mut(1) {
-            *co += libm::cosf(angle);
+            *co += cos;
         }
     }
 }

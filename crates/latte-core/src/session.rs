@@ -434,7 +434,8 @@ fn run_chunk<'a>(
     for (t, (&token, ht)) in tokens.iter().zip(h.chunks_exact_mut(d)).enumerate() {
         model.token_embd.row_into(token as usize, ht);
         if c.position == Position::Sinusoidal {
-            ops::add_sinusoidal(pos.saturating_add(t as u64), ht);
+            let freqs = &model.sinusoid[..model.sinusoid_len];
+            ops::add_sinusoidal_with(pos.saturating_add(t as u64), ht, freqs);
         }
     }
     let ls = c.layer_state_len();

@@ -18,6 +18,7 @@ type MatF32 = unsafe fn(&[f32], usize, &[f32], &mut [f32]);
 type MatF16 = unsafe fn(&[f16], usize, &[f32], &mut [f32]);
 type QuantQ8 = unsafe fn(&[f32], &mut [BlockQ8_0]);
 type MapF32 = unsafe fn(&mut [f32]);
+type LatentUpd = unsafe fn(&mut [f32], &[f32], &[f32], &[f32], &[f32], &mut [f32]);
 
 /// An instruction-set path of the kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -116,6 +117,7 @@ pub struct Kernels {
     exp: MapF32,
     tanh: MapF32,
     gelu_tanh: MapF32,
+    latent_update: LatentUpd,
 }
 
 impl fmt::Debug for Kernels {
@@ -218,6 +220,7 @@ impl Kernels {
             exp: scalar::exp_inplace,
             tanh: scalar::tanh_inplace,
             gelu_tanh: scalar::gelu_tanh_inplace,
+            latent_update: scalar::latent_update,
         }
     }
 
@@ -241,6 +244,7 @@ impl Kernels {
                 exp: k::exp_inplace,
                 tanh: k::tanh_inplace,
                 gelu_tanh: k::gelu_tanh_inplace,
+                latent_update: k::latent_update,
             });
         }
         None
@@ -281,6 +285,7 @@ impl Kernels {
                 exp: v::exp_inplace,
                 tanh: v::tanh_inplace,
                 gelu_tanh: v::gelu_tanh_inplace,
+                latent_update: v::latent_update,
                 ..base
             });
         }
@@ -307,6 +312,7 @@ impl Kernels {
                 exp: k::exp_inplace,
                 tanh: k::tanh_inplace,
                 gelu_tanh: k::gelu_tanh_inplace,
+                latent_update: crate::scalar::latent_update,
             });
         }
         None
@@ -515,6 +521,24 @@ impl Kernels {
     pub fn gelu_tanh_inplace(&self, x: &mut [f32]) {
         // SAFETY: the constructor checked that this CPU supports the path.
         unsafe { (self.gelu_tanh)(x) }
+    }
+
+    /// The Latte recurrence's update of a group of latents:
+    /// `s_l = s_l * r[l] + a[l] * v`, then `y += w[l] * s_l`, latent after
+    /// latent. Bit for bit [`crate::scalar::latent_update`] (which gives the
+    /// lengths) on every path.
+    pub fn latent_update(
+        &self,
+        s: &mut [f32],
+        v: &[f32],
+        r: &[f32],
+        a: &[f32],
+        w: &[f32],
+        y: &mut [f32],
+    ) {
+        // SAFETY: the constructor checked that this CPU supports the path;
+        // every path bounds its accesses by the slices' lengths.
+        unsafe { (self.latent_update)(s, v, r, a, w, y) }
     }
 
     /// Quantizes activations to `Q8_0`: bit for bit

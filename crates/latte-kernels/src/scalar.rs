@@ -501,6 +501,30 @@ pub fn exp_inplace(x: &mut [f32]) {
     }
 }
 
+/// The Latte recurrence's update of a group of latents sharing one value
+/// vector `v` (length `Dh`): for each latent `l` (row `s[l*Dh..(l+1)*Dh]`,
+/// `l < min(r.len(), a.len(), w.len(), s.len() / Dh)`), in order of `l`,
+/// `s[j] = s[j] * r[l] + a[l] * v[j]` (two products, then the sum: no FMA)
+/// and then `y[j] += w[l] * s[j]` (for `j < min(Dh, y.len())`).
+///
+/// The specification of [`crate::Kernels::latent_update`]: the other paths
+/// do the same operations on several `j` at once, so they give these bits.
+pub fn latent_update(s: &mut [f32], v: &[f32], r: &[f32], a: &[f32], w: &[f32], y: &mut [f32]) {
+    let dh = v.len();
+    if dh == 0 {
+        return;
+    }
+    let latents = s.chunks_exact_mut(dh).zip(r.iter().zip(a).zip(w));
+    for (row, ((&r, &a), &w)) in latents {
+        for (s, &vv) in row.iter_mut().zip(v) {
+            *s = *s * r + a * vv;
+        }
+        for (acc, &sv) in y.iter_mut().zip(row.iter()) {
+            *acc += w * sv;
+        }
+    }
+}
+
 /// [`tanh_f32`] of every element.
 pub fn tanh_inplace(x: &mut [f32]) {
     for v in x {

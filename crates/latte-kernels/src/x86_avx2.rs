@@ -95,6 +95,20 @@ pub(crate) unsafe fn quantize_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
 
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
+pub(crate) unsafe fn latent_update(
+    s: &mut [f32],
+    v: &[f32],
+    r: &[f32],
+    a: &[f32],
+    w: &[f32],
+    y: &mut [f32],
+) {
+    // SAFETY: the caller guarantees the target features.
+    unsafe { latent_update_tf(s, v, r, a, w, y) }
+}
+
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
 pub(crate) unsafe fn exp_inplace(x: &mut [f32]) {
     // SAFETY: the caller guarantees the target features.
     unsafe { exp_inplace_tf(x) }
@@ -808,6 +822,53 @@ fn quantize_q8_0_tf(x: &[f32], y: &mut [BlockQ8_0]) {
         let p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         b.d = d;
         store_i8x32(&mut b.qs, p8);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The recurrence's latent update, eight values of `Dh` at a time.
+
+/// `scalar::latent_update` with the values `j .. j + 8` of `y` and `v` in
+/// registers for a whole group of latents: the same multiplies and adds
+/// (never FMA) for every value, in the same order of latents; a tail of
+/// `Dh % 8` values goes through the scalar code.
+#[target_feature(enable = "avx2")]
+fn latent_update_tf(s: &mut [f32], v: &[f32], r: &[f32], a: &[f32], w: &[f32], y: &mut [f32]) {
+    let dh = v.len();
+    if dh == 0 {
+        return;
+    }
+    let g = (s.len() / dh).min(r.len()).min(a.len()).min(w.len());
+    let full = dh.min(y.len()) / 8 * 8;
+    for j in (0..full).step_by(8) {
+        let vv = load_f32x8(v[j..j + 8].try_into().expect("8"));
+        let yj: &mut [f32; 8] = (&mut y[j..j + 8]).try_into().expect("8");
+        let mut acc = load_f32x8(yj);
+        for l in 0..g {
+            let sl: &mut [f32; 8] = (&mut s[l * dh + j..l * dh + j + 8]).try_into().expect("8");
+            let sv = _mm256_add_ps(
+                _mm256_mul_ps(load_f32x8(sl), _mm256_set1_ps(r[l])),
+                _mm256_mul_ps(_mm256_set1_ps(a[l]), vv),
+            );
+            store_f32x8(sl, sv);
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(w[l]), sv));
+        }
+        store_f32x8(yj, acc);
+    }
+    if full < dh {
+        // The values past the last whole eight (of `s` rows; `y` may be
+        // shorter than `Dh`, which the scalar code also handles).
+        for l in 0..g {
+            let row = &mut s[l * dh + full..(l + 1) * dh];
+            for (x, &vv) in row.iter_mut().zip(&v[full..]) {
+                *x = *x * r[l] + a[l] * vv;
+            }
+            if let Some(yt) = y.get_mut(full..) {
+                for (acc, &sv) in yt.iter_mut().zip(row.iter()) {
+                    *acc += w[l] * sv;
+                }
+            }
+        }
     }
 }
 

@@ -72,6 +72,20 @@ pub(crate) unsafe fn gelu_tanh_inplace(x: &mut [f32]) {
 }
 
 /// # Safety
+/// The CPU must support AVX512F.
+pub(crate) unsafe fn latent_update(
+    s: &mut [f32],
+    v: &[f32],
+    r: &[f32],
+    a: &[f32],
+    w: &[f32],
+    y: &mut [f32],
+) {
+    // SAFETY: the caller guarantees the target features.
+    unsafe { latent_update_tf(s, v, r, a, w, y) }
+}
+
+/// # Safety
 /// The CPU must support AVX2, FMA, F16C, AVX512F, AVX512BW, AVX512VL and
 /// AVX512-VNNI.
 pub(crate) unsafe fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
@@ -607,6 +621,55 @@ fn matvec_q4_0_tf(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]
         |y| dpbusd(_mm512_set1_epi8(8), y),
         |b| b.d,
     )
+}
+
+// ---------------------------------------------------------------------------
+// The recurrence's latent update, sixteen values of `Dh` at a time.
+
+/// `scalar::latent_update` with the values `j .. j + 16` of `y` and `v` in
+/// registers for a whole group of latents: the same multiplies and adds
+/// for every value, in the same order of latents; a tail of `Dh % 16`
+/// values goes through the scalar code.
+#[target_feature(enable = "avx512f")]
+fn latent_update_tf(s: &mut [f32], v: &[f32], r: &[f32], a: &[f32], w: &[f32], y: &mut [f32]) {
+    let dh = v.len();
+    if dh == 0 {
+        return;
+    }
+    let g = (s.len() / dh).min(r.len()).min(a.len()).min(w.len());
+    let full = dh.min(y.len()) / 16 * 16;
+    for j in (0..full).step_by(16) {
+        let vv = load_f32x16(v[j..j + 16].try_into().expect("16"));
+        let yj: &mut [f32; 16] = (&mut y[j..j + 16]).try_into().expect("16");
+        let mut acc = load_f32x16(yj);
+        for l in 0..g {
+            let sl: &mut [f32; 16] = (&mut s[l * dh + j..l * dh + j + 16])
+                .try_into()
+                .expect("16");
+            let sv = _mm512_add_ps(
+                _mm512_mul_ps(load_f32x16(sl), splat(r[l])),
+                _mm512_mul_ps(splat(a[l]), vv),
+            );
+            store_f32x16(sl, sv);
+            acc = _mm512_add_ps(acc, _mm512_mul_ps(splat(w[l]), sv));
+        }
+        store_f32x16(yj, acc);
+    }
+    if full < dh {
+        // The values past the last whole sixteen (of `s` rows; `y` may be
+        // shorter than `Dh`, which the scalar code also handles).
+        for l in 0..g {
+            let row = &mut s[l * dh + full..(l + 1) * dh];
+            for (x, &vv) in row.iter_mut().zip(&v[full..]) {
+                *x = *x * r[l] + a[l] * vv;
+            }
+            if let Some(yt) = y.get_mut(full..) {
+                for (acc, &sv) in yt.iter_mut().zip(row.iter()) {
+                    *acc += w[l] * sv;
+                }
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -589,6 +589,50 @@ mod suite {
         );
     }
 
+    /// The recurrence's latent update: every path gives the scalar
+    /// specification's bits for `S` and `y`, for value widths with and
+    /// without a SIMD tail, groups of 0 to 17 latents, `y` shorter than the
+    /// width, and values large enough to overflow.
+    pub fn latent_update_bit_exact(k: &Kernels) {
+        let mut rng = Rng::new(0x5EED_0104);
+        for dh in [1usize, 7, 8, 16, 24, 32, 33, 64] {
+            for g in [0usize, 1, 3, 16, 17] {
+                for scale in [1.0f32, 1e20] {
+                    let s0 = rng.floats(g * dh + 3, scale);
+                    let v = rng.floats(dh, scale);
+                    let r: Vec<f32> = (0..g).map(|_| rng.unit()).collect();
+                    let a: Vec<f32> = (0..g).map(|_| rng.unit()).collect();
+                    let w = rng.floats(g, 1.0);
+                    for ylen in [dh, dh / 2] {
+                        let y0 = rng.floats(ylen, scale);
+                        let (mut s_got, mut y_got) = (s0.clone(), y0.clone());
+                        let (mut s_want, mut y_want) = (s0.clone(), y0.clone());
+                        k.latent_update(&mut s_got, &v, &r, &a, &w, &mut y_got);
+                        latte_kernels::scalar::latent_update(
+                            &mut s_want,
+                            &v,
+                            &r,
+                            &a,
+                            &w,
+                            &mut y_want,
+                        );
+                        let what = format!("dh={dh} g={g} scale={scale} ylen={ylen}");
+                        assert_eq!(
+                            s_got.iter().map(|v| bits(*v)).collect::<Vec<_>>(),
+                            s_want.iter().map(|v| bits(*v)).collect::<Vec<_>>(),
+                            "S, {what}"
+                        );
+                        assert_eq!(
+                            y_got.iter().map(|v| bits(*v)).collect::<Vec<_>>(),
+                            y_want.iter().map(|v| bits(*v)).collect::<Vec<_>>(),
+                            "y, {what}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// Dequantize, then the f32 dot of the dequantized values equals (within
     /// rounding) the quantized dot: the two sides agree on the block layout.
     pub fn dequantized_layout_agrees(k: &Kernels) {
@@ -796,6 +840,7 @@ macro_rules! kernel_suite {
             case!(exp_bit_exact);
             case!(tanh_bit_exact);
             case!(gelu_tanh_bit_exact);
+            case!(latent_update_bit_exact);
         }
     };
 }
