@@ -15,8 +15,12 @@
 //! the way the kernel benches do (a chain of dependent adds, one cycle each)
 //! so that times can be read as cycles.
 
+#[path = "../../latte-kernels/benches/common/clock.rs"]
+mod clock;
+
+use clock::{clock_ghz, min_time};
+
 use std::hint::black_box;
-use std::time::Instant;
 
 use latte_core::{ops, Model, Session};
 use latte_gguf::{GgmlType, Gguf};
@@ -33,65 +37,6 @@ fn noise(i: usize) -> f32 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-}
-
-/// Minimum wall time of `f` over `reps` runs, in seconds.
-fn min_time(reps: usize, mut f: impl FnMut()) -> f64 {
-    let mut best = f64::MAX;
-    for _ in 0..reps {
-        let t = Instant::now();
-        f();
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    best
-}
-
-/// Core clock in GHz: `10 * n` dependent 64-bit adds, one cycle each.
-fn clock_ghz() -> f64 {
-    const N: u64 = 1_000_000;
-    let s = min_time(30, || {
-        black_box(add_chain(black_box(N)));
-    });
-    (N * 10) as f64 / s / 1e9
-}
-
-#[allow(unused_mut, unused_assignments)]
-fn add_chain(n: u64) -> u64 {
-    let mut x = 0u64;
-    let mut i = n;
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: register-only arithmetic on the two operands; no memory, no stack.
-    unsafe {
-        std::arch::asm!(
-            "2:",
-            "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
-            "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
-            "dec {i}",
-            "jnz 2b",
-            x = inout(reg) x,
-            i = inout(reg) i,
-            options(nomem, nostack),
-        );
-    }
-    #[cfg(target_arch = "aarch64")]
-    // SAFETY: register-only arithmetic on the two operands; no memory, no stack.
-    unsafe {
-        std::arch::asm!(
-            "2:",
-            "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1",
-            "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1",
-            "subs {i}, {i}, 1",
-            "b.ne 2b",
-            x = inout(reg) x,
-            i = inout(reg) i,
-            options(nomem, nostack),
-        );
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        x = n * 10;
-    }
-    x
 }
 
 /// Sum of a buffer read with the widest loads available (eight independent

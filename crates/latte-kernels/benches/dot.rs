@@ -5,6 +5,11 @@
 //! Throughput is in elements: values of the dot product, or `rows * cols`
 //! weights of a matrix-vector product.
 
+#[path = "common/clock.rs"]
+mod clock;
+
+use clock::add_chain;
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -144,47 +149,6 @@ fn clock_again(c: &mut Criterion) {
         b.iter(|| add_chain(black_box(ADDS / 10)))
     });
     g.finish();
-}
-
-/// `10 * n` dependent adds (ten per loop iteration, so that the loop
-/// branch is never the bottleneck).
-#[allow(unused_mut, unused_assignments)]
-fn add_chain(n: u64) -> u64 {
-    let mut x = 0u64;
-    let mut i = n;
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: register-only arithmetic on the two operands; no memory, no stack.
-    unsafe {
-        std::arch::asm!(
-            "2:",
-            "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
-            "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
-            "dec {i}",
-            "jnz 2b",
-            x = inout(reg) x,
-            i = inout(reg) i,
-            options(nomem, nostack),
-        );
-    }
-    #[cfg(target_arch = "aarch64")]
-    // SAFETY: register-only arithmetic on the two operands; no memory, no stack.
-    unsafe {
-        std::arch::asm!(
-            "2:",
-            "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1",
-            "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1",
-            "subs {i}, {i}, 1",
-            "b.ne 2b",
-            x = inout(reg) x,
-            i = inout(reg) i,
-            options(nomem, nostack),
-        );
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        x = n * 10;
-    }
-    x
 }
 
 criterion_group!(benches, clock, dots, matvecs, matvec_shapes, clock_again);

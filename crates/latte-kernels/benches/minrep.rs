@@ -14,8 +14,12 @@
 //! ggml's `test-quantize-perf` does, so that the two can be compared number
 //! for number (TSC ticks, not core cycles).
 
+#[path = "common/clock.rs"]
+mod clock;
+
+use clock::{clock_ghz, min_time};
+
 use std::hint::black_box;
-use std::time::Instant;
 
 use latte_kernels::{
     quantize_row_q4_0, quantize_row_q8_0, BlockQ4_0, BlockQ8_0, KernelPath, Kernels,
@@ -44,65 +48,6 @@ fn q4(v: &[f32]) -> Vec<BlockQ4_0> {
     let mut b = vec![BlockQ4_0::default(); v.len() / 32];
     quantize_row_q4_0(v, &mut b);
     b
-}
-
-/// Minimum wall time of `f` over `reps` runs, in seconds.
-fn min_time(reps: usize, mut f: impl FnMut()) -> f64 {
-    let mut best = f64::MAX;
-    for _ in 0..reps {
-        let t = Instant::now();
-        f();
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    best
-}
-
-/// Core clock in GHz from `10 * n` dependent adds.
-fn clock_ghz() -> f64 {
-    const N: u64 = 1_000_000;
-    let s = min_time(30, || {
-        black_box(add_chain(black_box(N)));
-    });
-    (N * 10) as f64 / s / 1e9
-}
-
-#[allow(unused_mut, unused_assignments)]
-fn add_chain(n: u64) -> u64 {
-    let mut x = 0u64;
-    let mut i = n;
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: register-only arithmetic on the two operands; no memory, no stack.
-    unsafe {
-        std::arch::asm!(
-            "2:",
-            "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
-            "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1", "add {x}, 1",
-            "dec {i}",
-            "jnz 2b",
-            x = inout(reg) x,
-            i = inout(reg) i,
-            options(nomem, nostack),
-        );
-    }
-    #[cfg(target_arch = "aarch64")]
-    // SAFETY: register-only arithmetic on the two operands; no memory, no stack.
-    unsafe {
-        std::arch::asm!(
-            "2:",
-            "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1",
-            "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1", "add {x}, {x}, 1",
-            "subs {i}, {i}, 1",
-            "b.ne 2b",
-            x = inout(reg) x,
-            i = inout(reg) i,
-            options(nomem, nostack),
-        );
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        x = n * 10;
-    }
-    x
 }
 
 /// The SIMD paths of this CPU.
