@@ -33,6 +33,37 @@ use latte_core::{Error, Model, Sampler, SamplerConfig, Session};
 #[repr(C, align(16))]
 pub struct Aligned<T: ?Sized>(pub T);
 
+/// Declares, in a board crate, what its build script generated with
+/// `latte-board-build` (`MODEL`, `MODEL_NAME`, `MODEL_BYTES`, `STATE_LEN`,
+/// `SCRATCH_LEN`), the static state and scratch sized for the model, and
+/// `fn buffers()`, which hands those out as `&'static mut` once (`None`
+/// after that).
+#[macro_export]
+macro_rules! model_and_buffers {
+    () => {
+        include!(concat!(env!("OUT_DIR"), "/model.rs"));
+
+        /// The static state and scratch, the first time only.
+        fn buffers() -> Option<(&'static mut [f32], &'static mut [f32])> {
+            use core::sync::atomic::{AtomicBool, Ordering};
+            static mut STATE: [f32; STATE_LEN] = [0.0; STATE_LEN];
+            static mut SCRATCH: [f32; SCRATCH_LEN] = [0.0; SCRATCH_LEN];
+            static TAKEN: AtomicBool = AtomicBool::new(false);
+            if TAKEN.swap(true, Ordering::AcqRel) {
+                return None;
+            }
+            // SAFETY: the flag lets this line run once, so these are the
+            // only references to the two statics, ever.
+            Some(unsafe {
+                (
+                    &mut *core::ptr::addr_of_mut!(STATE),
+                    &mut *core::ptr::addr_of_mut!(SCRATCH),
+                )
+            })
+        }
+    };
+}
+
 /// A monotonic count of work done: instructions under QEMU with `-icount`,
 /// cycles on a real core (DWT `CYCCNT`).
 pub trait Counter {

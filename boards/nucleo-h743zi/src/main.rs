@@ -5,25 +5,18 @@
 #![no_std]
 #![no_main]
 
-use core::ptr::addr_of_mut;
-
 use defmt_rtt as _;
 use panic_probe as _;
 
-include!(concat!(env!("OUT_DIR"), "/model.rs"));
-
-static mut STATE: [f32; STATE_LEN] = [0.0; STATE_LEN];
-static mut SCRATCH: [f32; SCRATCH_LEN] = [0.0; SCRATCH_LEN];
+latte_board::model_and_buffers!();
 
 #[cortex_m_rt::entry]
 fn main() -> ! {
-    let Some(mut p) = cortex_m::Peripherals::take() else {
-        panic!("peripherals taken twice")
+    let (Some(mut p), Some((state, scratch))) = (cortex_m::Peripherals::take(), buffers()) else {
+        panic!("main entered twice")
     };
     // The model is read from flash through the AXI bus: the caches matter.
     p.SCB.enable_icache();
     p.SCB.enable_dcache(&mut p.CPUID);
-    // SAFETY: `main` runs once and is the only code that touches the statics.
-    let (state, scratch) = unsafe { (&mut *addr_of_mut!(STATE), &mut *addr_of_mut!(SCRATCH)) };
     latte_board::device::main(p.DCB, p.DWT, MODEL_NAME, &MODEL.0, state, scratch)
 }

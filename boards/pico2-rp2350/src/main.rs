@@ -5,15 +5,10 @@
 #![no_std]
 #![no_main]
 
-use core::ptr::addr_of_mut;
-
 use defmt_rtt as _;
 use panic_probe as _;
 
-include!(concat!(env!("OUT_DIR"), "/model.rs"));
-
-static mut STATE: [f32; STATE_LEN] = [0.0; STATE_LEN];
-static mut SCRATCH: [f32; SCRATCH_LEN] = [0.0; SCRATCH_LEN];
+latte_board::model_and_buffers!();
 
 /// The RP2350 boot ROM starts only an image that carries an IMAGE_DEF block
 /// in its first 4 KiB (RP2350 datasheet, 5.9 "Metadata block details"):
@@ -35,10 +30,8 @@ static IMAGE_DEF: [u32; 5] = [
 
 #[cortex_m_rt::entry]
 fn main() -> ! {
-    let Some(p) = cortex_m::Peripherals::take() else {
-        panic!("peripherals taken twice")
+    let (Some(p), Some((state, scratch))) = (cortex_m::Peripherals::take(), buffers()) else {
+        panic!("main entered twice")
     };
-    // SAFETY: `main` runs once and is the only code that touches the statics.
-    let (state, scratch) = unsafe { (&mut *addr_of_mut!(STATE), &mut *addr_of_mut!(SCRATCH)) };
     latte_board::device::main(p.DCB, p.DWT, MODEL_NAME, &MODEL.0, state, scratch)
 }
