@@ -28,9 +28,14 @@ use crate::error::Error;
 use crate::ops;
 use crate::tensor::{q8_0_scratch_len, quantize_input, Matrix};
 
-/// Latents whose two exponentials [`LatteLayer::recur`] computes in one
-/// [`Kernels::exp_inplace`] call (a stack buffer of `2 * EXP_GROUP` values).
+/// Latents of a head that [`LatteLayer::recur`] updates together (one
+/// [`Kernels::latent_update`] call).
 const EXP_GROUP: usize = 16;
+
+/// Latents (whole groups, across heads) whose two exponentials
+/// [`LatteLayer::recur`] computes in one [`Kernels::exp_inplace`] call (a
+/// stack buffer of `2 * EXP_RUN` values).
+const EXP_RUN: usize = 64;
 
 /// Weights and sizes of one Latte layer. Matrices are `rows = outputs`:
 /// `Wq`, `Wk` are `L x D`, `Wv`, `Wo` are `D x D`. Head `h` owns latent rows
@@ -332,46 +337,66 @@ impl<'a> LatteLayer<'a> {
         let (s_all, rest) = state.split_at_mut(l * dh);
         let (n_all, rest) = rest.split_at_mut(l);
         let m_all = &mut rest[..l];
-        let heads = q
-            .chunks_exact_mut(lh)
-            .zip(k.chunks_exact(lh))
-            .zip(v.chunks_exact(dh))
-            .zip(y.chunks_exact_mut(dh))
-            .zip(s_all.chunks_exact_mut(lh * dh))
-            .zip(n_all.chunks_exact_mut(lh))
-            .zip(m_all.chunks_exact_mut(lh));
-        for ((((((p, k), v), y), s), n), m) in heads {
-            ops::softmax_in_place_with(kernels, p);
-            y.fill(0.0);
-            // The latents in groups of up to EXP_GROUP: first the new maxima
-            // and the exponents `m - m'` and `k - m'` of the whole group,
-            // then their exponentials in one kernel call, then the updates.
-            let groups = p
-                .chunks(EXP_GROUP)
-                .zip(k.chunks(EXP_GROUP))
-                .zip(s.chunks_mut(EXP_GROUP * dh))
-                .zip(n.chunks_mut(EXP_GROUP))
-                .zip(m.chunks_mut(EXP_GROUP));
-            for ((((p, k), s), n), m) in groups {
-                let g = p.len();
-                let mut e = [0.0f32; 2 * EXP_GROUP];
-                let (er, ea) = e.split_at_mut(g);
-                for (((m, &k), er), ea) in m.iter_mut().zip(k).zip(er.iter_mut()).zip(ea) {
-                    let m_new = m.max(k);
-                    *er = *m - m_new;
-                    *ea = k - m_new;
-                    *m = m_new;
+        // Whole heads only (shorter slices shorten the loop). Latent `i` of
+        // the layer (head `i / Lh`) owns `q[i]`, `k[i]`, row `i` of `S`,
+        // `n[i]` and `m[i]`; heads do not depend on each other.
+        let heads = (l / lh)
+            .min(q.len() / lh)
+            .min(k.len() / lh)
+            .min(v.len() / dh)
+            .min(y.len() / dh);
+        let lt = heads * lh;
+        // The query softmax of every head, its exponentials in one call.
+        let p = &mut q[..lt];
+        ops::softmax_rows_in_place_with(kernels, p, lh);
+        y[..heads * dh].fill(0.0);
+        // The latents in groups of up to EXP_GROUP within a head, and the
+        // groups in runs of up to EXP_RUN latents (whole groups, across
+        // heads): first the new maxima and the exponents `m - m'` and
+        // `k - m'` of the whole run, then their exponentials in one kernel
+        // call, then the updates group by group.
+        let mut start = 0;
+        while start < lt {
+            let mut end = start;
+            while end < lt {
+                let next = (end / lh * lh + lh).min(end + EXP_GROUP);
+                if end > start && next - start > EXP_RUN {
+                    break;
                 }
-                let e = &mut e[..2 * g];
-                kernels.exp_inplace(e);
-                let (er, ea) = e.split_at(g);
+                end = next;
+            }
+            let cnt = end - start;
+            let mut e = [0.0f32; 2 * EXP_RUN];
+            let (er, ea) = e.split_at_mut(cnt);
+            let ms = m_all[start..end].iter_mut().zip(&k[start..end]);
+            for ((m, &k), (er, ea)) in ms.zip(er.iter_mut().zip(ea.iter_mut())) {
+                let m_new = m.max(k);
+                *er = *m - m_new;
+                *ea = k - m_new;
+                *m = m_new;
+            }
+            let e = &mut e[..2 * cnt];
+            kernels.exp_inplace(e);
+            let (er_run, ea_run) = e.split_at(cnt);
+            let mut g0 = start;
+            while g0 < end {
+                let g1 = (g0 / lh * lh + lh).min(g0 + EXP_GROUP);
+                let h = g0 / lh;
+                let p = &p[g0..g1];
+                let s = &mut s_all[g0 * dh..g1 * dh];
+                let n = &mut n_all[g0..g1];
+                let er = &er_run[g0 - start..g1 - start];
+                let ea = &ea_run[g0 - start..g1 - start];
+                let v = &v[h * dh..(h + 1) * dh];
+                let y = &mut y[h * dh..(h + 1) * dh];
+                g0 = g1;
                 if rotation.is_none() {
                     // `n` and the weights `p / n` of the group first, then
                     // `S_l` and `y` in one kernel call: per latent the
                     // operations of `update_latent`, in the same order
                     // (`n` and `S_l` do not depend on each other).
                     let mut w = [0.0f32; EXP_GROUP];
-                    let w = &mut w[..g];
+                    let w = &mut w[..p.len()];
                     for (((w, &p), n), (&r, &a)) in
                         w.iter_mut().zip(p).zip(n.iter_mut()).zip(er.iter().zip(ea))
                     {
@@ -390,6 +415,7 @@ impl<'a> LatteLayer<'a> {
                     Self::update_latent(p, row, n, r, a, v, rotation, y);
                 }
             }
+            start = end;
         }
     }
 

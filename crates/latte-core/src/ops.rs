@@ -143,6 +143,33 @@ pub fn softmax_in_place(x: &mut [f32]) -> f32 {
 /// `x[i] - max`, `exp`, NaN (a NaN entry, or `-inf - (-inf)`) to 0, the
 /// sequential sum, then `x[i] * (1 / sum)`.
 pub fn softmax_in_place_with(k: &Kernels, x: &mut [f32]) -> f32 {
+    softmax_shift(x);
+    k.exp_inplace(x);
+    softmax_normalize(x)
+}
+
+/// [`softmax_in_place_with`] on each row of `row` values of `x` (a
+/// remainder shorter than a row is left alone), with the exponentials of all
+/// rows in one [`Kernels::exp_inplace`] call: every value goes through the
+/// same operations as with one call per row, so the bits are the same.
+pub fn softmax_rows_in_place_with(k: &Kernels, x: &mut [f32], row: usize) {
+    if row == 0 {
+        return;
+    }
+    let len = x.len() / row * row;
+    let x = &mut x[..len];
+    for r in x.chunks_exact_mut(row) {
+        softmax_shift(r);
+    }
+    k.exp_inplace(x);
+    for r in x.chunks_exact_mut(row) {
+        softmax_normalize(r);
+    }
+}
+
+/// The softmax's first steps: `max` over the non-NaN entries, `x[i] - max`.
+#[inline]
+fn softmax_shift(x: &mut [f32]) {
     let mut max = f32::NEG_INFINITY;
     for &v in x.iter() {
         if v > max {
@@ -152,7 +179,12 @@ pub fn softmax_in_place_with(k: &Kernels, x: &mut [f32]) -> f32 {
     for v in x.iter_mut() {
         *v -= max;
     }
-    k.exp_inplace(x);
+}
+
+/// The softmax's last steps, on the exponentials: NaN to 0, the sequential
+/// sum, `x[i] * (1 / sum)`; returns the sum.
+#[inline]
+fn softmax_normalize(x: &mut [f32]) -> f32 {
     let mut sum = 0.0f32;
     for v in x.iter_mut() {
         // exp(-inf - (-inf)) is NaN: an all -inf row has no mass.

@@ -270,7 +270,8 @@ impl Kernels {
     }
 
     /// AVX-512 kernels (AVX2 + FMA + F16C + AVX512F/BW/VL + AVX512-VNNI),
-    /// `None` unless this CPU has them. The float kernels are the AVX2 ones.
+    /// `None` unless this CPU has them. The `f32`/`f16` products are the
+    /// AVX2 ones.
     pub fn avx512_vnni() -> Option<Kernels> {
         #[cfg(target_arch = "x86_64")]
         if detect::avx512_vnni() {
@@ -282,6 +283,7 @@ impl Kernels {
                 dot_q4_0: v::dot_q4_0,
                 matvec_q8_0: v::matvec_q8_0,
                 matvec_q4_0: v::matvec_q4_0,
+                quantize_q8_0: v::quantize_q8_0,
                 exp: v::exp_inplace,
                 tanh: v::tanh_inplace,
                 gelu_tanh: v::gelu_tanh_inplace,

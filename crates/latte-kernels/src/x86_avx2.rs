@@ -171,7 +171,7 @@ fn load_f16x8(v: &[f16; 8]) -> __m256 {
 
 #[inline]
 #[target_feature(enable = "avx2")]
-fn store_i8x32(q: &mut [i8; 32], v: __m256i) {
+pub(crate) fn store_i8x32(q: &mut [i8; 32], v: __m256i) {
     // SAFETY: writes exactly the 32 bytes of `q`; `storeu` has no alignment requirement.
     unsafe { _mm256_storeu_si256(q.as_mut_ptr().cast(), v) }
 }
