@@ -134,11 +134,48 @@ fn accumulate(
     }
 }
 
-/// `Q8_0 . Q8_0` dot product.
+/// A weight block type with its integer block sums (the asm above).
+trait Weights: Sized {
+    /// The `f16` bits of the block's scale.
+    fn d(&self) -> u16;
+    /// `out[i]` = exact integer sum of weight block `i` against activation
+    /// block `i`, for `n` blocks.
+    ///
+    /// # Safety
+    /// Helium is enabled; `w`, `x` and `out` hold `n` elements.
+    unsafe fn sums(w: *const Self, x: *const BlockQ8_0, out: *mut i32, n: usize);
+}
+
+impl Weights for BlockQ8_0 {
+    #[inline(always)]
+    fn d(&self) -> u16 {
+        self.d
+    }
+    #[inline(always)]
+    unsafe fn sums(w: *const Self, x: *const BlockQ8_0, out: *mut i32, n: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { sums_q8(w, x, out, n) }
+    }
+}
+
+impl Weights for BlockQ4_0 {
+    #[inline(always)]
+    fn d(&self) -> u16 {
+        self.d
+    }
+    #[inline(always)]
+    unsafe fn sums(w: *const Self, x: *const BlockQ8_0, out: *mut i32, n: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { sums_q4(w, x, out, n) }
+    }
+}
+
+/// Dot product of `min(w.len(), x.len())` blocks, in chunks of [`CHUNK`].
 ///
 /// # Safety
-/// The CPU has Helium (compile-time: `latte_arm_mve`).
-pub unsafe fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+/// Helium is enabled.
+#[inline(always)]
+unsafe fn dot<B: Weights>(w: &[B], x: &[BlockQ8_0]) -> f32 {
     let n = w.len().min(x.len());
     let mut acc = [0.0f32; LANES];
     let mut sums = [0i32; CHUNK];
@@ -146,18 +183,64 @@ pub unsafe fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
     while i < n {
         let m = (n - i).min(CHUNK);
         // SAFETY: `i + m <= n` blocks exist in both; `sums` holds `m`.
-        unsafe { sums_q8(w[i..].as_ptr(), x[i..].as_ptr(), sums.as_mut_ptr(), m) };
+        unsafe { B::sums(w[i..].as_ptr(), x[i..].as_ptr(), sums.as_mut_ptr(), m) };
         let (wc, xc) = (&w[i..i + m], &x[i..i + m]);
         accumulate(
             &mut acc,
             i,
             &sums[..m],
-            wc.iter().map(|b| b.d),
+            wc.iter().map(B::d),
             xc.iter().map(|b| scale(b.d)),
         );
         i += m;
     }
     reduce_lanes(acc)
+}
+
+/// `y[r] = dot(row r, x)`, rows `stride` blocks apart; the activation
+/// scales are converted once for every row (rows of at most [`CHUNK`]
+/// blocks; wider ones go through [`dot`] row by row).
+///
+/// # Safety
+/// Helium is enabled; `(y.len() - 1) * stride + x.len() <= w.len()`.
+#[inline(always)]
+unsafe fn matvec<B: Weights>(w: &[B], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
+    let nb = x.len();
+    if nb > CHUNK {
+        for (r, out) in y.iter_mut().enumerate() {
+            // SAFETY: forwarded contract.
+            *out = unsafe { dot(&w[r * stride..r * stride + nb], x) };
+        }
+        return;
+    }
+    let mut dx = [0.0f32; CHUNK];
+    for (d, b) in dx.iter_mut().zip(x) {
+        *d = scale(b.d);
+    }
+    let mut sums = [0i32; CHUNK];
+    for (r, out) in y.iter_mut().enumerate() {
+        let wr = &w[r * stride..r * stride + nb];
+        // SAFETY: `wr` and `x` hold `nb <= CHUNK` blocks; `sums` holds CHUNK.
+        unsafe { B::sums(wr.as_ptr(), x.as_ptr(), sums.as_mut_ptr(), nb) };
+        let mut acc = [0.0f32; LANES];
+        accumulate(
+            &mut acc,
+            0,
+            &sums[..nb],
+            wr.iter().map(B::d),
+            dx[..nb].iter().copied(),
+        );
+        *out = reduce_lanes(acc);
+    }
+}
+
+/// `Q8_0 . Q8_0` dot product.
+///
+/// # Safety
+/// The CPU has Helium (compile-time: `latte_arm_mve`).
+pub unsafe fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+    // SAFETY: forwarded contract.
+    unsafe { dot(w, x) }
 }
 
 /// `Q4_0 . Q8_0` dot product.
@@ -165,35 +248,8 @@ pub unsafe fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
 /// # Safety
 /// As [`dot_q8_0`].
 pub unsafe fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
-    let n = w.len().min(x.len());
-    let mut acc = [0.0f32; LANES];
-    let mut sums = [0i32; CHUNK];
-    let mut i = 0;
-    while i < n {
-        let m = (n - i).min(CHUNK);
-        // SAFETY: `i + m <= n` blocks exist in both; `sums` holds `m`.
-        unsafe { sums_q4(w[i..].as_ptr(), x[i..].as_ptr(), sums.as_mut_ptr(), m) };
-        let (wc, xc) = (&w[i..i + m], &x[i..i + m]);
-        accumulate(
-            &mut acc,
-            i,
-            &sums[..m],
-            wc.iter().map(|b| b.d),
-            xc.iter().map(|b| scale(b.d)),
-        );
-        i += m;
-    }
-    reduce_lanes(acc)
-}
-
-/// The activation scales of a matrix-vector product, converted once for
-/// every row (rows of at most [`CHUNK`] blocks).
-fn x_scales(x: &[BlockQ8_0]) -> [f32; CHUNK] {
-    let mut dx = [0.0f32; CHUNK];
-    for (d, b) in dx.iter_mut().zip(x) {
-        *d = scale(b.d);
-    }
-    dx
+    // SAFETY: forwarded contract.
+    unsafe { dot(w, x) }
 }
 
 /// `y[r] = dot_q8_0(row r, x)`, rows `stride` blocks apart.
@@ -201,30 +257,8 @@ fn x_scales(x: &[BlockQ8_0]) -> [f32; CHUNK] {
 /// # Safety
 /// As [`dot_q8_0`]; `(y.len() - 1) * stride + x.len() <= w.len()`.
 pub unsafe fn matvec_q8_0(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
-    let nb = x.len();
-    if nb > CHUNK {
-        for (r, out) in y.iter_mut().enumerate() {
-            // SAFETY: forwarded contract.
-            *out = unsafe { dot_q8_0(&w[r * stride..r * stride + nb], x) };
-        }
-        return;
-    }
-    let dx = x_scales(x);
-    let mut sums = [0i32; CHUNK];
-    for (r, out) in y.iter_mut().enumerate() {
-        let wr = &w[r * stride..r * stride + nb];
-        // SAFETY: `wr` and `x` hold `nb <= CHUNK` blocks; `sums` holds CHUNK.
-        unsafe { sums_q8(wr.as_ptr(), x.as_ptr(), sums.as_mut_ptr(), nb) };
-        let mut acc = [0.0f32; LANES];
-        accumulate(
-            &mut acc,
-            0,
-            &sums[..nb],
-            wr.iter().map(|b| b.d),
-            dx[..nb].iter().copied(),
-        );
-        *out = reduce_lanes(acc);
-    }
+    // SAFETY: forwarded contract.
+    unsafe { matvec(w, stride, x, y) }
 }
 
 /// `y[r] = dot_q4_0(row r, x)`, rows `stride` blocks apart.
@@ -232,28 +266,6 @@ pub unsafe fn matvec_q8_0(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &m
 /// # Safety
 /// As [`matvec_q8_0`].
 pub unsafe fn matvec_q4_0(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
-    let nb = x.len();
-    if nb > CHUNK {
-        for (r, out) in y.iter_mut().enumerate() {
-            // SAFETY: forwarded contract.
-            *out = unsafe { dot_q4_0(&w[r * stride..r * stride + nb], x) };
-        }
-        return;
-    }
-    let dx = x_scales(x);
-    let mut sums = [0i32; CHUNK];
-    for (r, out) in y.iter_mut().enumerate() {
-        let wr = &w[r * stride..r * stride + nb];
-        // SAFETY: `wr` and `x` hold `nb <= CHUNK` blocks; `sums` holds CHUNK.
-        unsafe { sums_q4(wr.as_ptr(), x.as_ptr(), sums.as_mut_ptr(), nb) };
-        let mut acc = [0.0f32; LANES];
-        accumulate(
-            &mut acc,
-            0,
-            &sums[..nb],
-            wr.iter().map(|b| b.d),
-            dx[..nb].iter().copied(),
-        );
-        *out = reduce_lanes(acc);
-    }
+    // SAFETY: forwarded contract.
+    unsafe { matvec(w, stride, x, y) }
 }
