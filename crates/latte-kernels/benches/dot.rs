@@ -7,15 +7,16 @@
 
 #[path = "common/clock.rs"]
 mod clock;
+#[path = "common/data.rs"]
+mod data;
 
 use clock::add_chain;
+use data::{q4, q8, values};
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use latte_kernels::{
-    f16, quantize_row_q4_0, quantize_row_q8_0, BlockQ4_0, BlockQ8_0, KernelPath, Kernels,
-};
+use latte_kernels::{f16, BlockQ8_0, KernelPath, Kernels};
 
 const DOT_N: usize = 4096;
 const ROWS: usize = 256;
@@ -23,31 +24,6 @@ const COLS: usize = 1024;
 
 fn paths() -> Vec<Kernels> {
     KernelPath::ALL.iter().filter_map(|p| p.kernels()).collect()
-}
-
-/// Deterministic values in [-1, 1).
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-        })
-        .collect()
-}
-
-fn q8(v: &[f32]) -> Vec<BlockQ8_0> {
-    let mut b = vec![BlockQ8_0::default(); v.len() / 32];
-    quantize_row_q8_0(v, &mut b);
-    b
-}
-
-fn q4(v: &[f32]) -> Vec<BlockQ4_0> {
-    let mut b = vec![BlockQ4_0::default(); v.len() / 32];
-    quantize_row_q4_0(v, &mut b);
-    b
 }
 
 fn dots(c: &mut Criterion) {

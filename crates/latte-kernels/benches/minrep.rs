@@ -16,39 +16,15 @@
 
 #[path = "common/clock.rs"]
 mod clock;
+#[path = "common/data.rs"]
+mod data;
 
 use clock::{clock_ghz, min_time};
+use data::{q4, q8, values};
 
 use std::hint::black_box;
 
-use latte_kernels::{
-    quantize_row_q4_0, quantize_row_q8_0, BlockQ4_0, BlockQ8_0, KernelPath, Kernels,
-};
-
-/// Deterministic values in [-1, 1) (the generator of `benches/dot.rs`).
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-        })
-        .collect()
-}
-
-fn q8(v: &[f32]) -> Vec<BlockQ8_0> {
-    let mut b = vec![BlockQ8_0::default(); v.len() / 32];
-    quantize_row_q8_0(v, &mut b);
-    b
-}
-
-fn q4(v: &[f32]) -> Vec<BlockQ4_0> {
-    let mut b = vec![BlockQ4_0::default(); v.len() / 32];
-    quantize_row_q4_0(v, &mut b);
-    b
-}
+use latte_kernels::{KernelPath, Kernels};
 
 /// The SIMD paths of this CPU.
 fn paths() -> Vec<Kernels> {
