@@ -12,7 +12,7 @@ from .model import LatteConfig, LatteLM
 
 
 def save_safetensors(model: LatteLM, path: Path, name: str = "latte") -> None:
-    tensors = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"format": "pt", "latte.config": model.cfg.to_json(), "latte.name": name}
     save_file(tensors, str(path), metadata=meta)
 

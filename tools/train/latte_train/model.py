@@ -114,6 +114,7 @@ class LatteMix(nn.Module):
             self.register_buffer("theta", cfg.vapor_frequencies(), persistent=False)
         else:
             self.theta = None
+        self.key_range = torch.zeros(())
 
     def _heads(self, x: torch.Tensor, w: nn.Linear) -> torch.Tensor:
         b, t, _ = x.shape
@@ -124,16 +125,32 @@ class LatteMix(nn.Module):
         """Parallel form over a whole sequence x: (B, T, D) -> (B, T, D)."""
         b, t, d = x.shape
         q, k, v = self._heads(x, self.wq), self._heads(x, self.wk), self._heads(x, self.wv)
+        if torch.is_autocast_enabled(x.device.type):
+            # Under mixed precision the projections run in bf16/f16; the mixing
+            # (exponentials, cumulative normaliser, T x T products) stays float32.
+            with torch.autocast(x.device.type, enabled=False):
+                y = self._mix(q.float(), k.float(), v.float())
+        else:
+            y = self._mix(q, k, v)
+        return self.wo(y)
+
+    def _mix(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The causal latent mixing of heads q, k (B,H,T,Lh) and v (B,H,T,Dh) -> (B,T,D)."""
+        b, _, t, _ = q.shape
+        d = self.cfg.d_model
         if self.theta is not None:
-            pos = torch.arange(t, dtype=torch.float64, device=x.device)
-            ang = pos[:, None] * self.theta.to(x.device)[None, :]  # (T, Dh/2), float64
+            pos = torch.arange(t, dtype=torch.float64, device=q.device)
+            ang = pos[:, None] * self.theta.to(q.device)[None, :]  # (T, Dh/2), float64
             v = rotate_pairs(v, -ang)
         # p(s|t) = sum_l softmax_l(q_t)_l * exp(k_{s,l}) / sum_{s'<=t} exp(k_{s',l})
         # evaluated as exp(log p - log alpha + c) @ exp(k - c)^T with a per-latent
         # constant c (the maximum key over the sequence). For s <= t the true
         # product is at most 1; the factors stay finite in float32 while the key
         # range within one sequence is below EXP_RANGE, which the clamps enforce
-        # (the recurrent form has no such limit; training sequences never reach it).
+        # (the recurrent form has no such limit). The widest key range of the last
+        # call is kept in ``key_range`` so that training can report whether a batch
+        # went past it.
+        self.key_range = (k.detach().amax(dim=2) - k.detach().amin(dim=2)).amax()
         log_p = torch.log_softmax(q, dim=-1)
         log_alpha = torch.logcumsumexp(k, dim=2)
         c = k.detach().amax(dim=2, keepdim=True)
@@ -143,8 +160,7 @@ class LatteMix(nn.Module):
         y = att @ v  # (B,H,T,Dh)
         if self.theta is not None:
             y = rotate_pairs(y, ang)
-        y = y.transpose(1, 2).reshape(b, t, d)
-        return self.wo(y)
+        return y.transpose(1, 2).reshape(b, t, d)
 
     def step(self, x: torch.Tensor, st: LatteState) -> torch.Tensor:
         """Recurrent form for one token x: (B, D); updates ``st`` in place."""

@@ -5,6 +5,13 @@
 Prints progress (loss, validation bits/byte, tokens/s, time left), writes
 ``model.safetensors`` (tensor names of ``LatteLM.state_dict()``, the configuration
 as JSON under the metadata key ``latte.config``) and ``train_log.json``.
+
+With ``--minutes M`` training stops after M minutes of wall-clock time (or
+``--steps``, whichever comes first) and the learning-rate schedule follows the
+elapsed fraction of that budget, so a run on a machine of unknown speed still
+warms up, decays and ends on time. ``--amp bf16`` trains the projections and the
+MLP in bfloat16 on a GPU; the latent mixing stays float32. The file written is
+the checkpoint with the best validation score seen at the evaluations.
 """
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .model import LatteConfig, LatteLM
+from .model import EXP_RANGE, LatteConfig, LatteLM
 from .export import save_safetensors
 
 LN2 = math.log(2.0)
@@ -65,7 +72,11 @@ def main() -> None:
     ap.add_argument("--pos", choices=["sinusoidal", "vapor"], default="sinusoidal")
     ap.add_argument("--vapor-base", type=float, default=10000.0)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=2400)
+    ap.add_argument("--steps", type=int, default=2400, help="number of steps (an upper bound with --minutes)")
+    ap.add_argument("--minutes", type=float, default=0.0,
+                    help="wall-clock budget; the schedule follows elapsed time (0 = off)")
+    ap.add_argument("--amp", choices=["none", "bf16"], default="none",
+                    help="mixed precision for the projections and MLP (GPU)")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--weight-decay", type=float, default=0.01)
@@ -75,6 +86,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
+    if args.minutes < 0 or args.steps < 1:
+        raise SystemExit("error: --steps must be at least 1 and --minutes not negative")
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -93,6 +106,7 @@ def main() -> None:
                       n_latents=args.latents, max_seq_len=args.seq, pos_encoding=args.pos,
                       vapor_base=args.vapor_base)
     dev = torch.device(args.device)
+    val_dev = val.to(dev)
     model = LatteLM(cfg).to(dev)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -100,11 +114,27 @@ def main() -> None:
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.99))
 
-    def lr_at(step: int) -> float:
+    budget_s = args.minutes * 60.0
+
+    def progress(step: int, elapsed: float) -> float:
+        """Fraction of the run done: of the steps, or of the time budget if larger."""
+        frac = step / args.steps
+        if budget_s:
+            frac = max(frac, elapsed / budget_s)
+        return min(frac, 1.0)
+
+    def lr_at(step: int, elapsed: float) -> float:
         if step < args.warmup:
             return args.lr * (step + 1) / args.warmup
-        frac = (step - args.warmup) / max(1, args.steps - args.warmup)
+        # The cosine runs over what is left after the warm-up steps.
+        p = progress(step, elapsed)
+        p0 = progress(args.warmup, 0.0) if not budget_s else 0.0
+        frac = min(1.0, max(0.0, (p - p0) / max(1e-9, 1.0 - p0)))
         return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=args.amp == "bf16")
+    train_dev = train.to(dev)
+    window = torch.arange(args.seq + 1, device=dev)
 
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"{args.name}: {model.num_params():,} parameters, config {cfg.to_json()}", flush=True)
@@ -113,41 +143,67 @@ def main() -> None:
            "params": model.num_params(), "evals": []}
     t0 = time.time()
     tokens = 0
-    for step in range(args.steps):
+    best = math.inf
+    best_state = None
+    widest_keys = 0.0
+    step = 0
+    while True:
+        el = time.time() - t0
+        last = step == args.steps - 1 or (budget_s and step >= args.warmup and el >= budget_s)
+        lr = lr_at(step, el)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step)
+            g["lr"] = lr
         starts = torch.randint(0, len(train) - args.seq - 1, (args.batch,), generator=gen)
-        x = torch.stack([train[s:s + args.seq + 1] for s in starts.tolist()]).to(dev)
-        logits = model(x[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, cfg.vocab_size), x[:, 1:].reshape(-1))
-        if not torch.isfinite(loss):
-            raise SystemExit(f"error: loss became {loss.item()} at step {step}")
+        x = train_dev[starts.to(dev)[:, None] + window]
+        with amp:
+            logits = model(x[:, :-1])
+            loss = F.cross_entropy(logits.reshape(-1, cfg.vocab_size).float(), x[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         tokens += x[:, 1:].numel()
-        last = step == args.steps - 1
         if step % 20 == 0 or last:
+            lv = loss.item()
+            if not math.isfinite(lv):
+                raise SystemExit(f"error: loss became {lv} at step {step}")
+            keys = max(float(b.latte.key_range) for b in model.blocks)
+            widest_keys = max(widest_keys, keys)
             el = time.time() - t0
-            eta = el / (step + 1) * (args.steps - step - 1)
-            print(f"step {step:5d}/{args.steps}  loss {loss.item():.4f} ({loss.item() / LN2:.3f} bits/byte)"
-                  f"  lr {lr_at(step):.2e}  {tokens / el:,.0f} tok/s  elapsed {el / 60:.1f} min"
-                  f"  left {eta / 60:.1f} min", flush=True)
+            frac = max(progress(step + 1, el), 1e-9)
+            eta = el / frac - el
+            print(f"step {step:5d}/{args.steps}  loss {lv:.4f} ({lv / LN2:.3f} bits/byte)"
+                  f"  lr {lr:.2e}  {tokens / el:,.0f} tok/s  key range {keys:.1f}"
+                  f"  elapsed {el / 60:.1f} min  left {eta / 60:.1f} min", flush=True)
         if (step + 1) % args.eval_every == 0 or last:
-            bpb = bits_per_byte(model, val.to(dev), args.seq, 64, args.eval_windows)
+            bpb = bits_per_byte(model, val_dev, args.seq, 64, args.eval_windows)
             log["evals"].append({"step": step + 1, "val_bpb_subset": bpb, "tokens": tokens,
                                  "seconds": time.time() - t0})
+            mark = ""
+            if bpb < best:
+                best, mark = bpb, " (best so far, kept)"
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                log["best_step"] = step + 1
+                save_safetensors(model, args.out / "model.safetensors", name=args.name)
             print(f"  eval step {step + 1}: validation {bpb:.4f} bits/byte "
-                  f"(first {args.eval_windows} windows)", flush=True)
-            save_safetensors(model.cpu(), args.out / "model.safetensors", name=args.name)
-            model.to(dev)
+                  f"(first {args.eval_windows} windows){mark}", flush=True)
+        step += 1
+        if last:
+            break
     train_s = time.time() - t0
-    full = bits_per_byte(model, val.to(dev), args.seq, 64)
-    log.update({"train_seconds": train_s, "tokens": tokens, "val_bpb": full})
-    print(f"done in {train_s / 60:.1f} min, {tokens:,} tokens; validation {full:.4f} bits/byte "
-          f"(all {(len(val) - 1) // args.seq} windows of {args.seq})", flush=True)
-    save_safetensors(model.cpu(), args.out / "model.safetensors", name=args.name)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    full = bits_per_byte(model, val_dev, args.seq, 64)
+    log.update({"train_seconds": train_s, "steps": step, "tokens": tokens, "val_bpb": full,
+                "widest_key_range": widest_keys})
+    if widest_keys > EXP_RANGE:
+        print(f"warning: a key range of {widest_keys:.1f} within a sequence passed {EXP_RANGE:.0f}; "
+              f"the parallel form clamps such exponentials, so training saw an approximation there",
+              flush=True)
+    print(f"done in {train_s / 60:.1f} min, {step:,} steps, {tokens:,} tokens; validation {full:.4f} "
+          f"bits/byte (all {(len(val) - 1) // args.seq} windows of {args.seq}, step {log.get('best_step')})",
+          flush=True)
+    save_safetensors(model, args.out / "model.safetensors", name=args.name)
     (args.out / "train_log.json").write_text(json.dumps(log, indent=2) + "\n")
 
 

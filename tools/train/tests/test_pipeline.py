@@ -1,8 +1,10 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from latte_train.data import normalise, split_book
@@ -75,3 +77,86 @@ def test_training_refuses_missing_data(tmp_path):
                           "--out", str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode != 0
     assert "latte_train.data" in res.stderr
+
+
+def test_shards_round_trip_and_refusals(tmp_path):
+    from latte_train.shards import join, split
+    torch.manual_seed(1)
+    cfg = LatteConfig(d_model=32, n_layers=2, n_heads=2, n_latents=4)
+    model = LatteLM(cfg)
+    path = tmp_path / "model.safetensors"
+    save_safetensors(model, path, name="sharded")
+    parts = split(path, tmp_path / "shards", max_bytes=40_000)
+    assert len(parts) > 2
+    assert all(p.stat().st_size < 40_000 + 4096 for p in parts)
+    joined = tmp_path / "joined.safetensors"
+    join(parts, joined)
+    loaded, meta = load_safetensors(joined)
+    assert meta["latte.name"] == "sharded" and "latte.shard" not in meta
+    for (ka, va), (kb, vb) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    with pytest.raises(SystemExit, match="missing or repeated"):
+        join(parts[:-1], tmp_path / "short.safetensors")
+    with pytest.raises(SystemExit, match="more than one shard"):
+        join(parts + parts[:1], tmp_path / "twice.safetensors")
+
+
+def test_time_budget_ends_training_and_keeps_the_best(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    text = b"a budget of time, not of steps. " * 300
+    (data / "train.txt").write_bytes(text)
+    (data / "val.txt").write_bytes(text[:1500])
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "latte_train.train", "--data", str(data), "--out", str(out),
+           "--steps", "1000000", "--minutes", "0.05", "--batch", "4", "--seq", "32",
+           "--d-model", "16", "--layers", "1", "--heads", "2", "--latents", "4",
+           "--eval-every", "25", "--eval-windows", "8", "--warmup", "5", "--threads", "1"]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    log = json.loads((out / "train_log.json").read_text())
+    # Three seconds of budget end the run long before the step count.
+    assert 5 < log["steps"] < 1000000
+    assert log["train_seconds"] < 60
+    best = min(e["val_bpb_subset"] for e in log["evals"])
+    kept = [e for e in log["evals"] if e["step"] == log["best_step"]]
+    assert kept and kept[0]["val_bpb_subset"] == best
+    assert log["widest_key_range"] > 0
+
+
+def test_bf16_autocast_keeps_the_mixing_in_float32():
+    torch.manual_seed(2)
+    cfg = LatteConfig(d_model=32, n_layers=2, n_heads=2, n_latents=8)
+    model = LatteLM(cfg).eval()
+    x = torch.randint(0, 256, (2, 48))
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = model(x)
+    assert mixed.dtype == torch.bfloat16
+    assert torch.isfinite(mixed.float()).all()
+    # bf16 keeps 8 significant bits: the logits agree to a few hundredths.
+    assert (mixed.float() - ref).abs().max() < 0.25
+
+
+def test_device_script_dry_run_on_cpu(tmp_path):
+    data = ROOT / "data"
+    if not (data / "train.txt").is_file():
+        data = tmp_path / "corpus"
+        data.mkdir()
+        text = b"a dry run of the training script for the device. " * 400
+        for split in ("train", "val"):
+            (data / f"{split}.txt").write_bytes(text)
+        (data / "manifest.json").write_text("{}")
+    out = tmp_path / "out"
+    env = dict(os.environ, OUT=str(out), RUN_DIR=str(tmp_path / "run"), MINUTES="0.03",
+               SIZE="--d-model 32 --layers 1 --heads 2 --latents 4",
+               BATCH="--seq 32 --batch 4", DEVICE_ARGS="--threads 1", DATA_DIR=str(data))
+    res = subprocess.run(["bash", str(ROOT / "device" / "latte-small.sh")], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    names = sorted(p.name for p in out.iterdir())
+    assert "golden.json" in names and "train_log.json" in names and "console.log" in names
+    shards = [n for n in names if n.startswith("model-") and n.endswith(".safetensors")]
+    assert shards and len(names) <= 8
+    assert all((out / n).stat().st_size <= 16 * 1024 * 1024 for n in names)

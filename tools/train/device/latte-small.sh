@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Trains latte-small (byte-level, 13.2M parameters) in one call on a GPU machine
+# and leaves what the repository needs in $OUT (at most 8 files of 16 MiB):
+# the checkpoint split into shards, the training log, the golden outputs of the
+# reference recurrence and the console log.
+#
+# Prepare the corpus first (it is not committed): from tools/train,
+#   python3 -m latte_train.data --out data
+# then, from the repository root, through the device tool:
+#   run(command="tools/train/device/latte-small.sh", carry=["tools/train/data"], timeout_s=590)
+# and on this machine:
+#   tools/train/device/finish-latte-small.sh <files_at>
+#
+# Knobs for a dry run on a CPU (all optional): MINUTES (training budget, default 7),
+# SIZE (model flags), BATCH (batch flags), DEVICE_ARGS (extra trainer flags),
+# OUT (default ./out), RUN_DIR (the trainer's folder), DATA_DIR (default data).
+set -euo pipefail
+cd "$(dirname "$0")/.."                     # tools/train
+OUT=${OUT:-$PWD/out}
+MINUTES=${MINUTES:-7}
+SIZE=${SIZE:---d-model 384 --layers 8 --heads 6 --latents 192}
+BATCH=${BATCH:---seq 512 --batch 64}
+DEVICE_ARGS=${DEVICE_ARGS:---amp bf16}
+RUN=${RUN_DIR:-/tmp/latte-small-run}
+DATA=${DATA_DIR:-data}
+
+for f in train.txt val.txt manifest.json; do
+  if [ ! -f "$DATA/$f" ]; then
+    echo "error: $DATA/$f is missing: run 'python3 -m latte_train.data --out data' in tools/train and carry tools/train/data" >&2
+    exit 2
+  fi
+done
+mkdir -p "$OUT" "$RUN"
+log="$OUT/console.log"
+{
+  date -u +"start %Y-%m-%dT%H:%M:%SZ"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+  python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())'
+  echo "corpus manifest:"; cat "$DATA/manifest.json"
+  # shellcheck disable=SC2086
+  python3 -m latte_train.train --data "$DATA" --out "$RUN" --name latte-small $SIZE $BATCH \
+    --minutes "$MINUTES" --steps 1000000 --lr 2e-3 --warmup 200 --eval-every 500 \
+    --eval-windows 512 $DEVICE_ARGS
+  python3 -m latte_train.golden "$RUN/model.safetensors" -o "$OUT/golden.json"
+  python3 -m latte_train.shards split "$RUN/model.safetensors" --max-mib 15 -o "$OUT"
+  cp "$RUN/train_log.json" "$OUT/"
+  date -u +"end %Y-%m-%dT%H:%M:%SZ"
+} 2>&1 | tee "$log"
