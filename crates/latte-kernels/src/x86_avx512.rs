@@ -420,6 +420,17 @@ fn pair_step<W>(
     _mm512_add_ps(acc, products(sums, d, dx))
 }
 
+/// The activation side of one group of eight blocks in [`matvec`]: the
+/// operands `y` (blocks `k` and `k + 4` in the halves of `y[k]`, or for a
+/// tail of at most four blocks block `k` in both halves), their correction
+/// totals `c` and their scales `dx`.
+#[derive(Clone, Copy)]
+struct GroupActivations {
+    y: [__m512i; 4],
+    c: __m512i,
+    dx: __m512,
+}
+
 /// Matrix-vector product (`x.len() <= stride`, `(y.len() - 1) * stride +
 /// x.len() <= w.len()`, `y` not empty, as `Kernels` guarantees).
 #[inline]
@@ -502,22 +513,64 @@ fn matvec<W: Copy>(
     const PAIRS: usize = 4;
     const _: () = assert!(PAIRS.is_multiple_of(2));
     let groups = nb.div_ceil(8);
+    // The activation side of each group of eight blocks (the operands, their
+    // correction totals and scales) does not depend on the rows: computed
+    // once here for the first CACHED groups instead of once per pass of
+    // eight rows; groups past them (rows over 4096 values) are computed in
+    // the pass as they are needed. A tail group of at most four blocks has
+    // each block in both halves (the short-row layout).
+    let group = |g: usize| -> GroupActivations {
+        let b0 = 8 * g;
+        if nb - b0 <= 4 {
+            let y: [__m512i; 4] = core::array::from_fn(|k| {
+                let b = load_i8x32(&xblock(b0 + k).qs);
+                pair(b, b)
+            });
+            GroupActivations {
+                c: transpose_sum8x2(core::array::from_fn(|k| corr(y[k]))),
+                dx: scales16(core::array::from_fn(|i| xblock(b0 + i % 4).d)),
+                y,
+            }
+        } else {
+            let y: [__m512i; 4] =
+                core::array::from_fn(|k| q8_pair(xblock(b0 + k), xblock(b0 + k + 4)));
+            GroupActivations {
+                c: transpose_sum8x2(core::array::from_fn(|k| corr(y[k]))),
+                dx: scales8x2(core::array::from_fn(|i| xblock(b0 + i).d)),
+                y,
+            }
+        }
+    };
+    const CACHED: usize = 16;
+    let cached: [GroupActivations; CACHED] = core::array::from_fn(|g| {
+        if g < groups {
+            group(g)
+        } else {
+            GroupActivations {
+                y: [_mm512_setzero_si512(); 4],
+                c: _mm512_setzero_si512(),
+                dx: _mm512_setzero_ps(),
+            }
+        }
+    });
     let mut r0 = 0;
     while r0 < rows {
         let mut acc = [_mm512_setzero_ps(); PAIRS];
         for g in 0..groups {
             let b0 = 8 * g;
+            let computed;
+            let act = if g < CACHED {
+                &cached[g]
+            } else {
+                computed = group(g);
+                &computed
+            };
             if nb - b0 <= 4 {
                 // A tail of at most four blocks: four rows per step as for
                 // short rows, their products then moved to the lanes of
                 // their accumulators (lanes 0..4 of each half; the other
                 // lanes get +0.0, which changes nothing).
-                let y4: [__m512i; 4] = core::array::from_fn(|k| {
-                    let b = load_i8x32(&xblock(b0 + k).qs);
-                    pair(b, b)
-                });
-                let c = transpose_sum8x2(core::array::from_fn(|k| corr(y4[k])));
-                let dx = scales16(core::array::from_fn(|i| xblock(b0 + i % 4).d));
+                let (y4, c, dx) = (&act.y, act.c, act.dx);
                 let to_low = _mm512_setr_epi32(0, 1, 2, 3, 0, 0, 0, 0, 4, 5, 6, 7, 0, 0, 0, 0);
                 let to_high =
                     _mm512_setr_epi32(8, 9, 10, 11, 0, 0, 0, 0, 12, 13, 14, 15, 0, 0, 0, 0);
@@ -528,36 +581,33 @@ fn matvec<W: Copy>(
                     }
                     let p = if nb - b0 == 4 && rq + 4 <= rows {
                         let wr: [&[W; 4]; 4] = core::array::from_fn(|i| whole4(rq + i, b0));
-                        quad_products(wr, &y4, c, dx, &wu, &dw)
+                        quad_products(wr, y4, c, dx, &wu, &dw)
                     } else {
                         let cp: [[W; 4]; 4] = core::array::from_fn(|i| copied4(rq + i, b0));
                         let wr: [&[W; 4]; 4] = core::array::from_fn(|i| &cp[i]);
-                        quad_products(wr, &y4, c, dx, &wu, &dw)
+                        quad_products(wr, y4, c, dx, &wu, &dw)
                     };
                     a[0] = _mm512_add_ps(a[0], _mm512_maskz_permutexvar_ps(0x0F0F, to_low, p));
                     a[1] = _mm512_add_ps(a[1], _mm512_maskz_permutexvar_ps(0x0F0F, to_high, p));
                 }
                 continue;
             }
-            let yk: [__m512i; 4] =
-                core::array::from_fn(|k| q8_pair(xblock(b0 + k), xblock(b0 + k + 4)));
-            let c = transpose_sum8x2(core::array::from_fn(|k| corr(yk[k])));
-            let dx = scales8x2(core::array::from_fn(|i| xblock(b0 + i).d));
+            let (yk, c, dx) = (&act.y, act.c, act.dx);
             if b0 + 8 <= nb && r0 + 2 * PAIRS <= rows {
                 for (p, a) in acc.iter_mut().enumerate() {
                     let ra = r0 + 2 * p;
                     let (wa, wb) = (whole(ra, b0), whole(ra + 1, b0));
-                    *a = pair_step(*a, wa, wb, &yk, c, dx, &wu, &dw);
+                    *a = pair_step(*a, wa, wb, yk, c, dx, &wu, &dw);
                 }
             } else {
                 for (p, a) in acc.iter_mut().enumerate() {
                     let ra = r0 + 2 * p;
                     if b0 + 8 <= nb && ra + 2 <= rows {
                         let (wa, wb) = (whole(ra, b0), whole(ra + 1, b0));
-                        *a = pair_step(*a, wa, wb, &yk, c, dx, &wu, &dw);
+                        *a = pair_step(*a, wa, wb, yk, c, dx, &wu, &dw);
                     } else if ra < rows {
                         let (wa, wb) = (padded(ra, b0), padded(ra + 1, b0));
-                        *a = pair_step(*a, wa, wb, &yk, c, dx, &wu, &dw);
+                        *a = pair_step(*a, wa, wb, yk, c, dx, &wu, &dw);
                     }
                 }
             }
