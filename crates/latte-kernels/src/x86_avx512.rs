@@ -559,11 +559,12 @@ fn matvec<W: Copy>(
         for g in 0..groups {
             let b0 = 8 * g;
             let computed;
-            let act = if g < CACHED {
-                &cached[g]
-            } else {
-                computed = group(g);
-                &computed
+            let act = match cached.get(g) {
+                Some(a) => a,
+                None => {
+                    computed = group(g);
+                    &computed
+                }
             };
             if nb - b0 <= 4 {
                 // A tail of at most four blocks: four rows per step as for
