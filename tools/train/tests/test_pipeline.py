@@ -160,3 +160,19 @@ def test_device_script_dry_run_on_cpu(tmp_path):
     shards = [n for n in names if n.startswith("model-") and n.endswith(".safetensors")]
     assert shards and len(names) <= 8
     assert all((out / n).stat().st_size <= 16 * 1024 * 1024 for n in names)
+
+
+def test_shape_model_has_the_shape_asked_for(tmp_path):
+    out = tmp_path / "shape.safetensors"
+    res = subprocess.run([sys.executable, "-m", "latte_train.shape_model", "-o", str(out),
+                          "--d-model", "64", "--layers", "2", "--heads", "2", "--latents", "8",
+                          "--seq", "64"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    model, meta = load_safetensors(out)
+    assert (model.cfg.d_model, model.cfg.n_layers, model.cfg.n_heads, model.cfg.n_latents) == (64, 2, 2, 8)
+    # Norms and biases moved off their initial ones and zeros.
+    assert not torch.equal(model.blocks[0].ln1.weight, torch.ones(64))
+    assert model.head.bias.abs().max() > 0
+    bad = subprocess.run([sys.executable, "-m", "latte_train.shape_model", "-o", str(out),
+                          "--d-model", "64", "--heads", "3"], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode != 0 and "divisible" in bad.stderr
