@@ -320,15 +320,51 @@ macro_rules! quant_matvec {
         let dwf = $dw;
         let nb = x.len();
         let (groups, tail) = (nb / 8, nb % 8);
+        // The activation side of a group of eight blocks (operands,
+        // correction totals, scales) does not depend on the rows: prepared
+        // once per product for the first CACHED groups, written in place and
+        // only as far as needed; groups past them (rows over 4096 values)
+        // are prepared in each pass as before.
+        let group = |g: usize| {
+            let xb = &x[8 * g..8 * g + 8];
+            let p: [_; 8] = core::array::from_fn(|i| prep(&xb[i]));
+            let c = transpose_sum(core::array::from_fn(|i| corr(&p[i])));
+            let dx = scales8(core::array::from_fn(|i| xb[i].d));
+            (p, c, dx)
+        };
+        const CACHED: usize = 16;
+        let ready = groups.min(CACHED);
+        let mut cached = [const { core::mem::MaybeUninit::uninit() }; CACHED];
+        for (g, slot) in cached[..ready].iter_mut().enumerate() {
+            slot.write(group(g));
+        }
+        // The same for the correction totals and scales of the tail of fewer
+        // than eight blocks (its operands are prepared as they are used).
+        let xt = &x[8 * groups..];
+        let (tail_c, tail_dx) = {
+            let mut cs = [_mm256_setzero_si256(); 8];
+            let mut dxb = [0u16; 8];
+            for (i, b) in xt.iter().enumerate() {
+                dxb[i] = b.d;
+                cs[i] = corr(&prep(b));
+            }
+            (transpose_sum(cs), scales8(dxb))
+        };
         let mut r0 = 0;
         while r0 < y.len() {
             let rr = (y.len() - r0).min(4);
             let mut acc = [_mm256_setzero_ps(); 4];
             for g in 0..groups {
-                let xb = &x[8 * g..8 * g + 8];
-                let p: [_; 8] = core::array::from_fn(|i| prep(&xb[i]));
-                let c = transpose_sum(core::array::from_fn(|i| corr(&p[i])));
-                let dx = scales8(core::array::from_fn(|i| xb[i].d));
+                let computed;
+                let (p, c, dx) = match cached[..ready].get(g) {
+                    // SAFETY: slots `0..ready` were written above.
+                    Some(slot) => unsafe { slot.assume_init_ref() },
+                    None => {
+                        computed = group(g);
+                        &computed
+                    }
+                };
+                let (c, dx) = (*c, *dx);
                 for (j, a) in acc.iter_mut().enumerate().take(rr) {
                     let base = (r0 + j) * stride + 8 * g;
                     let wb = &w[base..base + 8];
@@ -339,23 +375,15 @@ macro_rules! quant_matvec {
                 }
             }
             if tail > 0 {
-                let xb = &x[8 * groups..];
-                let mut dxb = [0u16; 8];
-                let mut cs = [_mm256_setzero_si256(); 8];
-                for (i, b) in xb.iter().enumerate() {
-                    dxb[i] = b.d;
-                    cs[i] = corr(&prep(b));
-                }
-                let dx = scales8(dxb);
-                let c = transpose_sum(cs);
+                let (c, dx) = (tail_c, tail_dx);
                 for (j, a) in acc.iter_mut().enumerate().take(rr) {
                     let base = (r0 + j) * stride + 8 * groups;
                     let wb = &w[base..base + tail];
                     let mut s = [_mm256_setzero_si256(); 8];
                     let mut dw = [0u16; 8];
-                    for i in 0..tail {
-                        s[i] = sum(&wb[i], &prep(&xb[i]));
-                        dw[i] = dwf(&wb[i]);
+                    for (i, (b, xb)) in wb.iter().zip(xt).enumerate() {
+                        s[i] = sum(b, &prep(xb));
+                        dw[i] = dwf(b);
                     }
                     let s = _mm256_sub_epi32(transpose_sum(s), c);
                     *a = accumulate(*a, s, scales8(dw), dx);
