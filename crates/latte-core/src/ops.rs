@@ -104,23 +104,40 @@ pub fn add_assign(acc: &mut [f32], x: &[f32]) {
     }
 }
 
-/// LayerNorm over the whole of `x` with biased variance (two passes):
+/// Float sum in eight lanes: element `i` is added into lane `i % 8` (lanes
+/// start at `+0.0`), and the lanes are combined as
+/// `((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))`, the order of the
+/// quantized dot products' accumulators. The order is part of the result's
+/// definition (every target computes these bits); eight independent chains
+/// instead of one let the compiler use vector adds and hide the add latency.
+#[inline]
+fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += f(v);
+        }
+    }
+    for (a, &v) in acc.iter_mut().zip(chunks.remainder()) {
+        *a += f(v);
+    }
+    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+}
+
+/// LayerNorm over the whole of `x` with biased variance (two passes, each
+/// sum in the eight-lane order of [`lane_sum`]):
 /// `out[i] = (x[i] - mean) / sqrt(var + eps) * weight[i] + bias[i]`.
 pub fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
     if x.is_empty() {
         return;
     }
     let n = x.len() as f32;
-    let mut sum = 0.0f32;
-    for v in x {
-        sum += v;
-    }
-    let mean = sum / n;
-    let mut sq = 0.0f32;
-    for v in x {
+    let mean = lane_sum(x, |v| v) / n;
+    let sq = lane_sum(x, |v| {
         let d = v - mean;
-        sq += d * d;
-    }
+        d * d
+    });
     let inv = 1.0 / libm::sqrtf(sq / n + eps);
     for (((o, v), w), b) in out.iter_mut().zip(x).zip(weight).zip(bias) {
         *o = (v - mean) * inv * w + b;
