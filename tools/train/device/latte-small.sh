@@ -40,7 +40,7 @@ log="$OUT/console.log"
   # shellcheck disable=SC2086
   python3 -m latte_train.train --data "$DATA" --out "$RUN" --name latte-small $SIZE $BATCH \
     --minutes "$MINUTES" --steps 1000000 --lr 2e-3 --warmup 200 --eval-every 500 \
-    --eval-windows 512 $DEVICE_ARGS
+    --eval-windows 512 --patience 4 $DEVICE_ARGS
   python3 -m latte_train.golden "$RUN/model.safetensors" -o "$OUT/golden.json"
   python3 -m latte_train.shards split "$RUN/model.safetensors" --max-mib 15 -o "$OUT"
   cp "$RUN/train_log.json" "$OUT/"

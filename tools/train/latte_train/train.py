@@ -81,6 +81,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--eval-every", type=int, default=200)
+    ap.add_argument("--patience", type=int, default=0,
+                    help="stop after this many evaluations without a better validation score (0 = never)")
     ap.add_argument("--eval-windows", type=int, default=256, help="validation windows at each eval")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
@@ -145,6 +147,8 @@ def main() -> None:
     tokens = 0
     best = math.inf
     best_state = None
+    since_best = 0
+    stopped_early = False
     widest_keys = 0.0
     step = 0
     while True:
@@ -180,13 +184,17 @@ def main() -> None:
             log["evals"].append({"step": step + 1, "val_bpb_subset": bpb, "tokens": tokens,
                                  "seconds": time.time() - t0})
             mark = ""
+            since_best += 1
             if bpb < best:
-                best, mark = bpb, " (best so far, kept)"
+                best, mark, since_best = bpb, " (best so far, kept)", 0
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
                 log["best_step"] = step + 1
                 save_safetensors(model, args.out / "model.safetensors", name=args.name)
             print(f"  eval step {step + 1}: validation {bpb:.4f} bits/byte "
                   f"(first {args.eval_windows} windows){mark}", flush=True)
+            if args.patience and since_best >= args.patience and not last:
+                print(f"  no better validation score in {since_best} evaluations: stopping", flush=True)
+                stopped_early = last = True
         step += 1
         if last:
             break
@@ -195,7 +203,7 @@ def main() -> None:
         model.load_state_dict(best_state)
     full = bits_per_byte(model, val_dev, args.seq, 64)
     log.update({"train_seconds": train_s, "steps": step, "tokens": tokens, "val_bpb": full,
-                "widest_key_range": widest_keys})
+                "widest_key_range": widest_keys, "stopped_early": stopped_early})
     if widest_keys > EXP_RANGE:
         print(f"warning: a key range of {widest_keys:.1f} within a sequence passed {EXP_RANGE:.0f}; "
               f"the parallel form clamps such exponentials, so training saw an approximation there",

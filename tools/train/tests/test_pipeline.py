@@ -176,3 +176,21 @@ def test_shape_model_has_the_shape_asked_for(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "latte_train.shape_model", "-o", str(out),
                           "--d-model", "64", "--heads", "3"], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode != 0 and "divisible" in bad.stderr
+
+
+def test_patience_stops_a_run_that_stopped_improving(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    text = b"nothing is learnt at a learning rate of zero. " * 100
+    (data / "train.txt").write_bytes(text)
+    (data / "val.txt").write_bytes(text[:1500])
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "latte_train.train", "--data", str(data), "--out", str(out),
+           "--steps", "1000", "--lr", "0", "--patience", "2", "--eval-every", "5",
+           "--batch", "2", "--seq", "16", "--d-model", "16", "--layers", "1", "--heads", "2",
+           "--latents", "4", "--eval-windows", "4", "--warmup", "1", "--threads", "1"]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    log = json.loads((out / "train_log.json").read_text())
+    # The first evaluation is the best (nothing changes); two more end the run.
+    assert log["stopped_early"] and log["steps"] == 15 and log["best_step"] == 5
