@@ -238,6 +238,89 @@ fn scales8(d: [u16; 8]) -> (float32x4_t, float32x4_t) {
     )))
 }
 
+/// The `f16` scale bits of four blocks (`d(i)`) to `f32`: four lane loads
+/// and one `fcvtl`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn scales4<'a>(d: impl Fn(usize) -> &'a u16) -> float32x4_t {
+    let mut v = vdup_n_u16(0);
+    // SAFETY: each lane load reads exactly the two bytes of one `u16` scale
+    // behind a reference; no alignment beyond `u16`'s is required.
+    unsafe {
+        v = vld1_lane_u16::<0>(d(0), v);
+        v = vld1_lane_u16::<1>(d(1), v);
+        v = vld1_lane_u16::<2>(d(2), v);
+        v = vld1_lane_u16::<3>(d(3), v);
+    }
+    widen_f16x4(v)
+}
+
+/// `fcvtl`: four `f16` (as bits) to `f32`, exact.
+#[inline]
+#[target_feature(enable = "neon")]
+fn widen_f16x4(h: uint16x4_t) -> float32x4_t {
+    let out: float32x4_t;
+    // SAFETY: one register-only Armv8.0 Advanced SIMD instruction (NEON is
+    // enabled here); no memory access, no flags.
+    unsafe {
+        asm!(
+            "fcvtl {out:v}.4s, {h:v}.4h",
+            h = in(vreg) h,
+            out = lateout(vreg) out,
+            options(pure, nomem, nostack, preserves_flags),
+        )
+    };
+    out
+}
+
+/// A `Q8_0` activation block's two halves, loaded once for several rows.
+#[inline]
+#[target_feature(enable = "neon")]
+fn x_halves(b: &BlockQ8_0) -> (int8x16_t, int8x16_t) {
+    (load_i8x16(&b.qs, 0), load_i8x16(&b.qs, 1))
+}
+
+/// [`sum_q8_0`] against preloaded activations.
+#[inline]
+#[target_feature(enable = "neon")]
+fn sum_q8_0_x(w: &BlockQ8_0, x: &(int8x16_t, int8x16_t)) -> int32x4_t {
+    let (a0, a1) = (load_i8x16(&w.qs, 0), load_i8x16(&w.qs, 1));
+    let (b0, b1) = *x;
+    let mut s = vpaddlq_s16(vmull_s8(vget_low_s8(a0), vget_low_s8(b0)));
+    s = vpadalq_s16(s, vmull_high_s8(a0, b0));
+    s = vpadalq_s16(s, vmull_s8(vget_low_s8(a1), vget_low_s8(b1)));
+    vpadalq_s16(s, vmull_high_s8(a1, b1))
+}
+
+/// [`sum_q8_0_sdot`] against preloaded activations.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+fn sum_q8_0_sdot_x(w: &BlockQ8_0, x: &(int8x16_t, int8x16_t)) -> int32x4_t {
+    let (a0, a1) = (load_i8x16(&w.qs, 0), load_i8x16(&w.qs, 1));
+    sdot(sdot(vdupq_n_s32(0), a0, x.0), a1, x.1)
+}
+
+/// [`sum_q4_0`] against preloaded activations.
+#[inline]
+#[target_feature(enable = "neon")]
+fn sum_q4_0_x(w: &BlockQ4_0, x: &(int8x16_t, int8x16_t)) -> int32x4_t {
+    let (lo, hi) = q4_values(w);
+    let (b0, b1) = *x;
+    let mut p = vmull_s8(vget_low_s8(lo), vget_low_s8(b0));
+    p = vmlal_high_s8(p, lo, b0);
+    p = vmlal_s8(p, vget_low_s8(hi), vget_low_s8(b1));
+    p = vmlal_high_s8(p, hi, b1);
+    vpaddlq_s16(p)
+}
+
+/// [`sum_q4_0_sdot`] against preloaded activations.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+fn sum_q4_0_sdot_x(w: &BlockQ4_0, x: &(int8x16_t, int8x16_t)) -> int32x4_t {
+    let (lo, hi) = q4_values(w);
+    sdot(sdot(vdupq_n_s32(0), lo, x.0), hi, x.1)
+}
+
 /// Four vectors of four `i32` partial sums to one vector of their totals.
 #[inline]
 #[target_feature(enable = "neon")]
@@ -309,6 +392,99 @@ macro_rules! quant_dot {
             acc_hi = accumulate(acc_hi, transpose_sum4(s[4], s[5], s[6], s[7]), dw_hi, dx_hi);
         }
         reduce_lanes(acc_lo, acc_hi)
+    }};
+}
+
+/// One quarter of [`quant_matvec`] for the `$rows` rows `rws` of a pass:
+/// blocks `k .. k + n` (`n <= 4`) into the accumulators `acc[j][h]`. A
+/// macro, so that the accumulators stay in registers.
+macro_rules! quant_quarter {
+    ($acc:ident, $rws:ident, $x:ident, $sum:ident, $dwf:ident, $k:expr, $n:expr, $h:expr, $rows:expr) => {{
+        let (k, n, h) = ($k, $n, $h);
+        if n == 4 {
+            let xq: &[BlockQ8_0; 4] = $x[k..k + 4].try_into().expect("4 blocks");
+            let xs: [(int8x16_t, int8x16_t); 4] = core::array::from_fn(|i| x_halves(&xq[i]));
+            let dx = scales4(|i| &xq[i].d);
+            for j in 0..$rows {
+                let wq: &[_; 4] = $rws[j][k..k + 4].try_into().expect("4 blocks");
+                let s = transpose_sum4(
+                    $sum(&wq[0], &xs[0]),
+                    $sum(&wq[1], &xs[1]),
+                    $sum(&wq[2], &xs[2]),
+                    $sum(&wq[3], &xs[3]),
+                );
+                $acc[j][h] = accumulate($acc[j][h], s, scales4(|i| $dwf(&wq[i])), dx);
+            }
+        } else {
+            let xq = &$x[k..k + n];
+            let zero = 0u16;
+            let xs: [(int8x16_t, int8x16_t); 4] = core::array::from_fn(|i| {
+                xq.get(i)
+                    .map_or((vdupq_n_s8(0), vdupq_n_s8(0)), |b| x_halves(b))
+            });
+            let dx = scales4(|i| xq.get(i).map_or(&zero, |b| &b.d));
+            for j in 0..$rows {
+                let wq = &$rws[j][k..k + n];
+                let mut t = [vdupq_n_s32(0); 4];
+                for (i, b) in wq.iter().enumerate() {
+                    t[i] = $sum(b, &xs[i]);
+                }
+                let dw = scales4(|i| wq.get(i).map_or(&zero, |b| $dwf(b)));
+                let s = transpose_sum4(t[0], t[1], t[2], t[3]);
+                $acc[j][h] = accumulate($acc[j][h], s, dw, dx);
+            }
+        }
+    }};
+}
+
+/// Matrix-vector product, `$rows` rows per pass (3 or 4: the most the
+/// registers hold for each block sum). The blocks of a row go in
+/// quarters of eight (four blocks; a quarter starts at a multiple of 4):
+/// their sums, reduced with `addp`, are added into the four lanes that the
+/// reference order gives them, `acc[j][0]` (blocks `8 g .. 8 g + 4`) or
+/// `acc[j][1]` (`8 g + 4 ..`). The activation side of a quarter (its loads
+/// and scales) is shared by the rows of the pass. The missing blocks of a last,
+/// partial quarter add sum 0 at scale 0, +0.0, as in [`quant_dot`]. Rows
+/// past the last whole pass go through `$dot`, whose results these are, bit for
+/// bit (the tests compare them).
+macro_rules! quant_matvec {
+    ($w:expr, $stride:expr, $x:expr, $y:expr, $sum:expr, $dw:expr, $dot:expr, $rows:expr) => {{
+        const R: usize = $rows;
+        let (w, stride, x, y) = ($w, $stride, $x, $y);
+        let sum = $sum;
+        let dwf = $dw;
+        let nb = x.len();
+        let rows = y.len();
+        let full = nb / 8;
+        let rem = nb % 8;
+        let mut r0 = 0;
+        while r0 + R <= rows {
+            let rws: [&[_]; R] =
+                core::array::from_fn(|j| &w[(r0 + j) * stride..(r0 + j) * stride + nb]);
+            let mut acc = [[vdupq_n_f32(0.0); 2]; R];
+            // The low quarters of every group, then the high ones: each
+            // accumulator still takes its blocks in order, and one quarter
+            // at a time keeps the loop's registers within the 32 there are.
+            for g in 0..full {
+                quant_quarter!(acc, rws, x, sum, dwf, 8 * g, 4, 0, R);
+            }
+            for g in 0..full {
+                quant_quarter!(acc, rws, x, sum, dwf, 8 * g + 4, 4, 1, R);
+            }
+            if rem > 0 {
+                quant_quarter!(acc, rws, x, sum, dwf, 8 * full, rem.min(4), 0, R);
+            }
+            if rem > 4 {
+                quant_quarter!(acc, rws, x, sum, dwf, 8 * full + 4, rem - 4, 1, R);
+            }
+            for (j, a) in acc.iter().enumerate() {
+                y[r0 + j] = reduce_lanes(a[0], a[1]);
+            }
+            r0 += R;
+        }
+        for r in r0..rows {
+            y[r] = $dot(&w[r * stride..r * stride + nb], x);
+        }
     }};
 }
 
@@ -390,32 +566,77 @@ fn dot_q4_0_sdot_tf(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
     quant_dot!(w, x, sum_q4_0_sdot, |b: &BlockQ4_0| b.d)
 }
 
+/// Rows per pass of [`quant_matvec`]: what executes the fewest instructions
+/// per block on the model's shapes (`tools/insn-count.sh`; more rows share
+/// more activation work until the registers run out).
+const ROWS_NEON: usize = 3;
+const ROWS_Q8_SDOT: usize = 4;
+const ROWS_Q4_SDOT: usize = 3;
+
+/// A block's scale bits, by reference (for lane loads).
+fn scale_q8_0(b: &BlockQ8_0) -> &u16 {
+    &b.d
+}
+
+/// A block's scale bits, by reference (for lane loads).
+fn scale_q4_0(b: &BlockQ4_0) -> &u16 {
+    &b.d
+}
+
 #[target_feature(enable = "neon")]
 fn matvec_q8_0_tf(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
-    for (r, out) in y.iter_mut().enumerate() {
-        *out = dot_q8_0_tf(&w[r * stride..r * stride + x.len()], x);
-    }
+    quant_matvec!(
+        w,
+        stride,
+        x,
+        y,
+        sum_q8_0_x,
+        scale_q8_0,
+        dot_q8_0_tf,
+        ROWS_NEON
+    )
 }
 
 #[target_feature(enable = "neon")]
 fn matvec_q4_0_tf(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
-    for (r, out) in y.iter_mut().enumerate() {
-        *out = dot_q4_0_tf(&w[r * stride..r * stride + x.len()], x);
-    }
+    quant_matvec!(
+        w,
+        stride,
+        x,
+        y,
+        sum_q4_0_x,
+        scale_q4_0,
+        dot_q4_0_tf,
+        ROWS_NEON
+    )
 }
 
 #[target_feature(enable = "neon,dotprod")]
 fn matvec_q8_0_sdot_tf(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
-    for (r, out) in y.iter_mut().enumerate() {
-        *out = dot_q8_0_sdot_tf(&w[r * stride..r * stride + x.len()], x);
-    }
+    quant_matvec!(
+        w,
+        stride,
+        x,
+        y,
+        sum_q8_0_sdot_x,
+        scale_q8_0,
+        dot_q8_0_sdot_tf,
+        ROWS_Q8_SDOT
+    )
 }
 
 #[target_feature(enable = "neon,dotprod")]
 fn matvec_q4_0_sdot_tf(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
-    for (r, out) in y.iter_mut().enumerate() {
-        *out = dot_q4_0_sdot_tf(&w[r * stride..r * stride + x.len()], x);
-    }
+    quant_matvec!(
+        w,
+        stride,
+        x,
+        y,
+        sum_q4_0_sdot_x,
+        scale_q4_0,
+        dot_q4_0_sdot_tf,
+        ROWS_Q4_SDOT
+    )
 }
 
 // ---------------------------------------------------------------------------
