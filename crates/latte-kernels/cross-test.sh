@@ -35,6 +35,10 @@ step "aarch64, QEMU_CPU=cortex-a76 (NEON + dotprod)"
 QEMU_CPU=cortex-a76 LATTE_EXPECT_DOTPROD=1 \
   cargo test --locked -p latte-kernels --features std --target aarch64-unknown-linux-gnu
 
+step "aarch64 instruction counts run (tools/insn-count.sh, one small product per path)"
+tools/insn-count.sh cortex-a53 neon q8_0 8 256
+tools/insn-count.sh cortex-a76 neon-dotprod q4_0 8 256
+
 step "thumbv7em-none-eabihf, no std (scalar kernels)"
 cargo build --locked -p latte-kernels --target thumbv7em-none-eabihf
 
