@@ -280,47 +280,6 @@ fn x_halves(b: &BlockQ8_0) -> (int8x16_t, int8x16_t) {
     (load_i8x16(&b.qs, 0), load_i8x16(&b.qs, 1))
 }
 
-/// [`sum_q8_0`] against preloaded activations.
-#[inline]
-#[target_feature(enable = "neon")]
-fn sum_q8_0_x(w: &BlockQ8_0, x: &(int8x16_t, int8x16_t)) -> int32x4_t {
-    let (a0, a1) = (load_i8x16(&w.qs, 0), load_i8x16(&w.qs, 1));
-    let (b0, b1) = *x;
-    let mut s = vpaddlq_s16(vmull_s8(vget_low_s8(a0), vget_low_s8(b0)));
-    s = vpadalq_s16(s, vmull_high_s8(a0, b0));
-    s = vpadalq_s16(s, vmull_s8(vget_low_s8(a1), vget_low_s8(b1)));
-    vpadalq_s16(s, vmull_high_s8(a1, b1))
-}
-
-/// [`sum_q8_0_sdot`] against preloaded activations.
-#[inline]
-#[target_feature(enable = "neon,dotprod")]
-fn sum_q8_0_sdot_x(w: &BlockQ8_0, x: &(int8x16_t, int8x16_t)) -> int32x4_t {
-    let (a0, a1) = (load_i8x16(&w.qs, 0), load_i8x16(&w.qs, 1));
-    sdot(sdot(vdupq_n_s32(0), a0, x.0), a1, x.1)
-}
-
-/// [`sum_q4_0`] against preloaded activations.
-#[inline]
-#[target_feature(enable = "neon")]
-fn sum_q4_0_x(w: &BlockQ4_0, x: &(int8x16_t, int8x16_t)) -> int32x4_t {
-    let (lo, hi) = q4_values(w);
-    let (b0, b1) = *x;
-    let mut p = vmull_s8(vget_low_s8(lo), vget_low_s8(b0));
-    p = vmlal_high_s8(p, lo, b0);
-    p = vmlal_s8(p, vget_low_s8(hi), vget_low_s8(b1));
-    p = vmlal_high_s8(p, hi, b1);
-    vpaddlq_s16(p)
-}
-
-/// [`sum_q4_0_sdot`] against preloaded activations.
-#[inline]
-#[target_feature(enable = "neon,dotprod")]
-fn sum_q4_0_sdot_x(w: &BlockQ4_0, x: &(int8x16_t, int8x16_t)) -> int32x4_t {
-    let (lo, hi) = q4_values(w);
-    sdot(sdot(vdupq_n_s32(0), lo, x.0), hi, x.1)
-}
-
 /// Four vectors of four `i32` partial sums to one vector of their totals.
 #[inline]
 #[target_feature(enable = "neon")]
@@ -493,24 +452,25 @@ macro_rules! quant_matvec {
 
 /// Four `i32` partial sums of a `Q8_0` x `Q8_0` block with widening
 /// multiplies: each 16-bit product (at most 2^14) is added pairwise into 32
-/// bits, so -128 quants are exact.
+/// bits, so -128 quants are exact. The activations `x` come loaded
+/// ([`x_halves`]), once for several rows.
 #[inline]
 #[target_feature(enable = "neon")]
-fn sum_q8_0(w: &BlockQ8_0, x: &BlockQ8_0) -> int32x4_t {
+fn sum_q8_0_x(w: &BlockQ8_0, x: &(int8x16_t, int8x16_t)) -> int32x4_t {
     let (a0, a1) = (load_i8x16(&w.qs, 0), load_i8x16(&w.qs, 1));
-    let (b0, b1) = (load_i8x16(&x.qs, 0), load_i8x16(&x.qs, 1));
+    let (b0, b1) = *x;
     let mut s = vpaddlq_s16(vmull_s8(vget_low_s8(a0), vget_low_s8(b0)));
     s = vpadalq_s16(s, vmull_high_s8(a0, b0));
     s = vpadalq_s16(s, vmull_s8(vget_low_s8(a1), vget_low_s8(b1)));
     vpadalq_s16(s, vmull_high_s8(a1, b1))
 }
 
+/// [`sum_q8_0_x`] with two `sdot`.
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
-fn sum_q8_0_sdot(w: &BlockQ8_0, x: &BlockQ8_0) -> int32x4_t {
+fn sum_q8_0_sdot_x(w: &BlockQ8_0, x: &(int8x16_t, int8x16_t)) -> int32x4_t {
     let (a0, a1) = (load_i8x16(&w.qs, 0), load_i8x16(&w.qs, 1));
-    let (b0, b1) = (load_i8x16(&x.qs, 0), load_i8x16(&x.qs, 1));
-    sdot(sdot(vdupq_n_s32(0), a0, b0), a1, b1)
+    sdot(sdot(vdupq_n_s32(0), a0, x.0), a1, x.1)
 }
 
 /// The 32 signed values `q - 8` of a `Q4_0` block: values 0..15, 16..31.
@@ -528,9 +488,9 @@ fn q4_values(w: &BlockQ4_0) -> (int8x16_t, int8x16_t) {
 /// `8 * 128 = 1024` in magnitude, so four of them add exactly in 16 bits.
 #[inline]
 #[target_feature(enable = "neon")]
-fn sum_q4_0(w: &BlockQ4_0, x: &BlockQ8_0) -> int32x4_t {
+fn sum_q4_0_x(w: &BlockQ4_0, x: &(int8x16_t, int8x16_t)) -> int32x4_t {
     let (lo, hi) = q4_values(w);
-    let (b0, b1) = (load_i8x16(&x.qs, 0), load_i8x16(&x.qs, 1));
+    let (b0, b1) = *x;
     let mut p = vmull_s8(vget_low_s8(lo), vget_low_s8(b0));
     p = vmlal_high_s8(p, lo, b0);
     p = vmlal_s8(p, vget_low_s8(hi), vget_low_s8(b1));
@@ -538,12 +498,38 @@ fn sum_q4_0(w: &BlockQ4_0, x: &BlockQ8_0) -> int32x4_t {
     vpaddlq_s16(p)
 }
 
+/// [`sum_q4_0_x`] with two `sdot`.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+fn sum_q4_0_sdot_x(w: &BlockQ4_0, x: &(int8x16_t, int8x16_t)) -> int32x4_t {
+    let (lo, hi) = q4_values(w);
+    sdot(sdot(vdupq_n_s32(0), lo, x.0), hi, x.1)
+}
+
+// The same four for one row's dot product (activations loaded with the row).
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn sum_q8_0(w: &BlockQ8_0, x: &BlockQ8_0) -> int32x4_t {
+    sum_q8_0_x(w, &x_halves(x))
+}
+
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+fn sum_q8_0_sdot(w: &BlockQ8_0, x: &BlockQ8_0) -> int32x4_t {
+    sum_q8_0_sdot_x(w, &x_halves(x))
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn sum_q4_0(w: &BlockQ4_0, x: &BlockQ8_0) -> int32x4_t {
+    sum_q4_0_x(w, &x_halves(x))
+}
+
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
 fn sum_q4_0_sdot(w: &BlockQ4_0, x: &BlockQ8_0) -> int32x4_t {
-    let (lo, hi) = q4_values(w);
-    let (b0, b1) = (load_i8x16(&x.qs, 0), load_i8x16(&x.qs, 1));
-    sdot(sdot(vdupq_n_s32(0), lo, b0), hi, b1)
+    sum_q4_0_sdot_x(w, &x_halves(x))
 }
 
 #[target_feature(enable = "neon")]

@@ -101,20 +101,25 @@ def test_shards_round_trip_and_refusals(tmp_path):
         join(parts + parts[:1], tmp_path / "twice.safetensors")
 
 
-def test_time_budget_ends_training_and_keeps_the_best(tmp_path):
+def _train_tiny(tmp_path, text: bytes, *flags: str) -> dict:
+    """Trains a one-layer model of width 16 on `text` with `flags`; returns the log."""
     data = tmp_path / "data"
     data.mkdir()
-    text = b"a budget of time, not of steps. " * 300
     (data / "train.txt").write_bytes(text)
     (data / "val.txt").write_bytes(text[:1500])
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "latte_train.train", "--data", str(data), "--out", str(out),
-           "--steps", "1000000", "--minutes", "0.05", "--batch", "4", "--seq", "32",
            "--d-model", "16", "--layers", "1", "--heads", "2", "--latents", "4",
-           "--eval-every", "25", "--eval-windows", "8", "--warmup", "5", "--threads", "1"]
+           "--eval-windows", "8", "--threads", "1", *flags]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    log = json.loads((out / "train_log.json").read_text())
+    return json.loads((out / "train_log.json").read_text())
+
+
+def test_time_budget_ends_training_and_keeps_the_best(tmp_path):
+    log = _train_tiny(tmp_path, b"a budget of time, not of steps. " * 300,
+                      "--steps", "1000000", "--minutes", "0.05", "--batch", "4", "--seq", "32",
+                      "--eval-every", "25", "--warmup", "5")
     # Three seconds of budget end the run long before the step count.
     assert 5 < log["steps"] < 1000000
     assert log["train_seconds"] < 60
@@ -179,18 +184,78 @@ def test_shape_model_has_the_shape_asked_for(tmp_path):
 
 
 def test_patience_stops_a_run_that_stopped_improving(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    text = b"nothing is learnt at a learning rate of zero. " * 100
-    (data / "train.txt").write_bytes(text)
-    (data / "val.txt").write_bytes(text[:1500])
-    out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "latte_train.train", "--data", str(data), "--out", str(out),
-           "--steps", "1000", "--lr", "0", "--patience", "2", "--eval-every", "5",
-           "--batch", "2", "--seq", "16", "--d-model", "16", "--layers", "1", "--heads", "2",
-           "--latents", "4", "--eval-windows", "4", "--warmup", "1", "--threads", "1"]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    log = json.loads((out / "train_log.json").read_text())
+    log = _train_tiny(tmp_path, b"nothing is learnt at a learning rate of zero. " * 100,
+                      "--steps", "1000", "--lr", "0", "--patience", "2", "--eval-every", "5",
+                      "--batch", "2", "--seq", "16", "--warmup", "1")
     # The first evaluation is the best (nothing changes); two more end the run.
     assert log["stopped_early"] and log["steps"] == 15 and log["best_step"] == 5
+
+
+def _latte_binary() -> Path:
+    for kind in ("debug", "release"):
+        exe = ROOT.parents[1] / "target" / kind / "latte"
+        if exe.is_file():
+            return exe
+    raise AssertionError("no target/{debug,release}/latte: run `cargo build -p latte-cli` first "
+                         "(tools/test-all.sh does)")
+
+
+def test_check_logits_accepts_the_runtime_and_rejects_a_wrong_golden(tmp_path):
+    latte = _latte_binary()
+    model_st = tmp_path / "m.safetensors"
+    res = subprocess.run([sys.executable, "-m", "latte_train.shape_model", "-o", str(model_st),
+                          "--d-model", "32", "--layers", "2", "--heads", "2", "--latents", "8",
+                          "--seq", "64"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    gold = tmp_path / "golden.json"
+    res = subprocess.run([sys.executable, "-m", "latte_train.golden", str(model_st), "-o", str(gold),
+                          "--greedy", "2"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    gguf = tmp_path / "m.gguf"
+    res = subprocess.run([str(latte), "convert", str(model_st), "-o", str(gguf)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    check = [sys.executable, "-m", "latte_train.check_logits", str(latte), str(gguf)]
+    res = subprocess.run(check + [str(gold)], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "ok: worst" in res.stdout
+    g = json.loads(gold.read_text())
+    g["prompts"][1]["logits"][3][7] += 0.01
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(g))
+    res = subprocess.run(check + [str(bad)], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 1 and "FAILED" in res.stdout
+
+
+def test_finishing_script_turns_the_device_output_into_model_files(tmp_path):
+    latte = _latte_binary()
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    text = b"the finishing script converts and measures a model. " * 300
+    for split in ("train", "val", "test"):
+        (corpus / f"{split}.txt").write_bytes(text)
+    (corpus / "manifest.json").write_text("{}")
+    out = tmp_path / "out"
+    env = dict(os.environ, OUT=str(out), RUN_DIR=str(tmp_path / "run"), MINUTES="0.02",
+               SIZE="--d-model 32 --layers 1 --heads 2 --latents 4",
+               BATCH="--seq 32 --batch 4", DEVICE_ARGS="--threads 1", DATA_DIR=str(corpus))
+    res = subprocess.run(["bash", str(ROOT / "device" / "latte-small.sh")], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    models = tmp_path / "models" / "tiny-small"
+    env = dict(os.environ, LATTE_BIN=str(latte), TEST_TEXT=str(corpus / "test.txt"),
+               RUNS_DIR=str(tmp_path / "runs"))
+    res = subprocess.run(["bash", str(ROOT / "device" / "finish-latte-small.sh"), str(out), str(models)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "ok: worst" in res.stdout
+    for f in ("tiny-small-q8_0.gguf", "tiny-small-q4_0.gguf", "golden.json", "train_log.json"):
+        assert (models / f).is_file(), f
+    ppl = json.loads((tmp_path / "runs" / "ppl-q8_0.json").read_text())
+    assert 0 < ppl["bits_per_byte"] < 8 and ppl["same_top_rate"] > 0.5
+    # Missing shards are refused with a message.
+    for p in out.glob("model-*.safetensors"):
+        p.unlink()
+    res = subprocess.run(["bash", str(ROOT / "device" / "finish-latte-small.sh"), str(out), str(models)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "no model-*-of-*.safetensors shards" in res.stderr
