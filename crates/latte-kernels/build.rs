@@ -7,7 +7,10 @@
 //!   every `thumbv7em-*` target (Cortex-M4/M7), and `thumbv8m.main-*`
 //!   targets built with `-C target-feature=+dsp` (Cortex-M33/M55).
 //! * `latte_arm_mve`: a `thumbv8m.main-*` target built with
-//!   `-C target-feature=+mve` (Helium: Cortex-M55/M85).
+//!   `-C target-feature=+mve` or `+mve.fp` (Helium: Cortex-M55/M85).
+//! * `latte_arm_mve_fp`: a hard-float `thumbv8m.main-*` target built with
+//!   `-C target-feature=+mve.fp` (Helium with floating point): the Helium
+//!   kernels do their float part with vector instructions too.
 //! * `latte_arm_fpu`: as `latte_arm_dsp`, on a hard-float (`*-eabihf`)
 //!   target, so with a single-precision FPU that has the half-precision
 //!   conversions (FPv4-SP or later): the DSP matrix-vector kernels keep
@@ -20,6 +23,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(latte_arm_dsp)");
     println!("cargo::rustc-check-cfg=cfg(latte_arm_fpu)");
     println!("cargo::rustc-check-cfg=cfg(latte_arm_mve)");
+    println!("cargo::rustc-check-cfg=cfg(latte_arm_mve_fp)");
     println!("cargo::rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
 
     let target = env::var("TARGET").unwrap_or_default();
@@ -43,5 +47,9 @@ fn main() {
     }
     if target.starts_with("thumbv8m.main-") && (has_feature("mve") || has_feature("mve.fp")) {
         println!("cargo::rustc-cfg=latte_arm_mve");
+    }
+    if target.starts_with("thumbv8m.main-") && target.ends_with("-eabihf") && has_feature("mve.fp")
+    {
+        println!("cargo::rustc-cfg=latte_arm_mve_fp");
     }
 }

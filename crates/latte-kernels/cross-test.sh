@@ -39,6 +39,11 @@ step "aarch64 instruction counts run (tools/insn-count.sh, one small product per
 tools/insn-count.sh cortex-a53 neon q8_0 8 256
 tools/insn-count.sh cortex-a76 neon-dotprod q4_0 8 256
 
+step "thumbv8m.main-none-eabihf with Helium but no MVE floating point (+mve): the Helium kernels' Rust float part builds"
+rustup target add thumbv8m.main-none-eabihf >/dev/null
+RUSTFLAGS="-C target-feature=+mve,+dsp" cargo build --locked -p latte-kernels \
+  --target thumbv8m.main-none-eabihf --target-dir target/thumbv8m-mve-int
+
 step "thumbv7em-none-eabihf, no std (scalar kernels)"
 cargo build --locked -p latte-kernels --target thumbv7em-none-eabihf
 
