@@ -144,22 +144,30 @@ def test_bf16_autocast_keeps_the_mixing_in_float32():
     assert (mixed.float() - ref).abs().max() < 0.25
 
 
-def test_device_script_dry_run_on_cpu(tmp_path):
-    data = ROOT / "data"
-    if not (data / "train.txt").is_file():
-        data = tmp_path / "corpus"
-        data.mkdir()
-        text = b"a dry run of the training script for the device. " * 400
-        for split in ("train", "val"):
-            (data / f"{split}.txt").write_bytes(text)
-        (data / "manifest.json").write_text("{}")
+def _corpus(tmp_path, text: bytes) -> Path:
+    """A corpus folder as latte_train.data writes it: every split is `text`."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for split in ("train", "val", "test"):
+        (corpus / f"{split}.txt").write_bytes(text)
+    (corpus / "manifest.json").write_text("{}")
+    return corpus
+
+
+def _device_dry_run(tmp_path, corpus: Path) -> Path:
+    """The device script on a width-32 model for about two seconds; returns $OUT."""
     out = tmp_path / "out"
     env = dict(os.environ, OUT=str(out), RUN_DIR=str(tmp_path / "run"), MINUTES="0.03",
                SIZE="--d-model 32 --layers 1 --heads 2 --latents 4",
-               BATCH="--seq 32 --batch 4", DEVICE_ARGS="--threads 1", DATA_DIR=str(data))
+               BATCH="--seq 32 --batch 4", DEVICE_ARGS="--threads 1", DATA_DIR=str(corpus))
     res = subprocess.run(["bash", str(ROOT / "device" / "latte-small.sh")], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    return out
+
+
+def test_device_script_dry_run_on_cpu(tmp_path):
+    out = _device_dry_run(tmp_path, _corpus(tmp_path, b"a dry run of the device script. " * 400))
     names = sorted(p.name for p in out.iterdir())
     assert "golden.json" in names and "train_log.json" in names and "console.log" in names
     shards = [n for n in names if n.startswith("model-") and n.endswith(".safetensors")]
@@ -229,19 +237,8 @@ def test_check_logits_accepts_the_runtime_and_rejects_a_wrong_golden(tmp_path):
 
 def test_finishing_script_turns_the_device_output_into_model_files(tmp_path):
     latte = _latte_binary()
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    text = b"the finishing script converts and measures a model. " * 300
-    for split in ("train", "val", "test"):
-        (corpus / f"{split}.txt").write_bytes(text)
-    (corpus / "manifest.json").write_text("{}")
-    out = tmp_path / "out"
-    env = dict(os.environ, OUT=str(out), RUN_DIR=str(tmp_path / "run"), MINUTES="0.02",
-               SIZE="--d-model 32 --layers 1 --heads 2 --latents 4",
-               BATCH="--seq 32 --batch 4", DEVICE_ARGS="--threads 1", DATA_DIR=str(corpus))
-    res = subprocess.run(["bash", str(ROOT / "device" / "latte-small.sh")], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    corpus = _corpus(tmp_path, b"the finishing script converts and measures a model. " * 300)
+    out = _device_dry_run(tmp_path, corpus)
     models = tmp_path / "models" / "tiny-small"
     env = dict(os.environ, LATTE_BIN=str(latte), TEST_TEXT=str(corpus / "test.txt"),
                RUNS_DIR=str(tmp_path / "runs"))
