@@ -11,6 +11,10 @@ pub enum Position {
     /// VAPOR: value pairs are rotated by relative position inside every Latte
     /// layer (constant-state "form B"); no additive encoding.
     Vapor,
+    /// No position information at all (`latte.position_encoding = none`):
+    /// no additive encoding and no rotation; order comes only from
+    /// causality (and the decay gate, [`Config::latent_decay`]).
+    None,
 }
 
 /// Hyper-parameters of a Latte language model (names follow FORMAT.md).
@@ -35,6 +39,11 @@ pub struct Config {
     pub ln_eps: f32,
     /// `latte.position_encoding`.
     pub position: Position,
+    /// `latte.latent_decay`: every layer has a learned forgetting rate per
+    /// latent (the decay gate, an extension of the paper's model; see
+    /// [`crate::latte`] and FORMAT.md). `false` for the official
+    /// architecture.
+    pub latent_decay: bool,
 }
 
 impl Config {
@@ -123,11 +132,11 @@ impl Config {
         self.try_scratch_len().unwrap_or(usize::MAX)
     }
 
-    /// Elements of the VAPOR cos/sin table (`Dh`), 0 for sinusoidal models.
+    /// Elements of the VAPOR cos/sin table (`Dh`), 0 for the other schemes.
     pub fn rotation_len(&self) -> usize {
         match self.position {
             Position::Vapor => self.d_head(),
-            Position::Sinusoidal => 0,
+            Position::Sinusoidal | Position::None => 0,
         }
     }
 
@@ -174,6 +183,7 @@ mod tests {
             context_length: 0,
             ln_eps: 1e-6,
             position: Position::Sinusoidal,
+            latent_decay: false,
         }
     }
 
@@ -189,6 +199,15 @@ mod tests {
             ..c
         };
         assert_eq!(v.scratch_len(), 24 + 11 + 4 + 32);
+        // Neither `none` positions nor the decay gate take any memory.
+        let n = Config {
+            position: Position::None,
+            latent_decay: true,
+            ..c
+        };
+        assert_eq!(n.validate(), Ok(()));
+        assert_eq!(n.state_len(), c.state_len());
+        assert_eq!(n.scratch_len(), c.scratch_len());
     }
 
     #[test]

@@ -86,7 +86,7 @@ pub enum Error {
     },
     /// The LayerNorm epsilon is negative, NaN or infinite.
     InvalidLayerNormEpsilon,
-    /// `latte.position_encoding` is neither `sinusoidal` nor `vapor`.
+    /// `latte.position_encoding` is not `sinusoidal`, `vapor` or `none`.
     UnknownPositionEncoding,
     /// VAPOR needs an even head width `Dh = D / H`.
     VaporOddHeadWidth {
@@ -102,6 +102,52 @@ pub enum Error {
     },
     /// A VAPOR frequency is NaN or infinite.
     VaporFrequencyNotFinite,
+    /// `latte.latent_decay` is true (the decay gate) but layer `layer` has
+    /// no rates: tensor `blk.N.attn_decay` is missing (or, through
+    /// [`crate::Model::from_parts`], its `attn_decay` is `None`).
+    DecayMissing {
+        /// The layer.
+        layer: u32,
+    },
+    /// Layer `layer` has decay rates (`blk.N.attn_decay`) but
+    /// `latte.latent_decay` is absent or false.
+    DecayUnexpected {
+        /// The layer.
+        layer: u32,
+    },
+    /// `blk.N.attn_decay` is not F32.
+    DecayNotF32 {
+        /// The layer.
+        layer: u32,
+        /// The ggml type id found.
+        ggml_type: u32,
+    },
+    /// `blk.N.attn_decay` does not hold one rate per latent (`ne = [L]`).
+    DecayShape {
+        /// The layer.
+        layer: u32,
+        /// L, the rates needed.
+        n_latents: usize,
+        /// Found `ne`, padded with 1.
+        got: [u64; 4],
+    },
+    /// A decay rate is NaN or infinite.
+    DecayRateNotFinite {
+        /// The layer (`None` from [`crate::LatteLayer::with_decay`], which
+        /// has none).
+        layer: Option<u32>,
+        /// The latent whose rate it is.
+        latent: usize,
+    },
+    /// A decay rate is negative (a rate below zero would grow the past
+    /// instead of forgetting it).
+    DecayRateNegative {
+        /// The layer (`None` from [`crate::LatteLayer::with_decay`], which
+        /// has none).
+        layer: Option<u32>,
+        /// The latent whose rate it is.
+        latent: usize,
+    },
     /// Buffer sizes derived from the hyper-parameters overflow `usize`.
     SizeOverflow,
     /// A required tensor is absent.
@@ -332,7 +378,7 @@ impl fmt::Display for Error {
                 "layer_norm_epsilon is negative or not finite; the official value is 1e-6",
             ),
             Error::UnknownPositionEncoding => f.write_str(
-                "latte.position_encoding must be \"sinusoidal\" or \"vapor\"",
+                "latte.position_encoding must be \"sinusoidal\", \"vapor\" or \"none\"",
             ),
             Error::VaporOddHeadWidth { d_head } => write!(
                 f,
@@ -344,6 +390,41 @@ impl fmt::Display for Error {
             ),
             Error::VaporFrequencyNotFinite => {
                 f.write_str("latte.vapor.frequencies contains NaN or infinity; re-export the model")
+            }
+            Error::DecayMissing { layer } => write!(
+                f,
+                "latte.latent_decay is true but tensor blk.{layer}.attn_decay is missing; a model with the decay gate needs its rates in every layer (convert the checkpoint again, or set latte.latent_decay to false for a model without the gate)"
+            ),
+            Error::DecayUnexpected { layer } => write!(
+                f,
+                "tensor blk.{layer}.attn_decay (decay rates) is present but latte.latent_decay is absent or false; set latte.latent_decay = true to run the decay gate, or remove the tensors"
+            ),
+            Error::DecayNotF32 { layer, ggml_type } => write!(
+                f,
+                "tensor blk.{layer}.attn_decay has type {}; decay rates must be F32 (they are never quantised), convert the model again",
+                ggml_type_name(ggml_type)
+            ),
+            Error::DecayShape { layer, n_latents, got } => write!(
+                f,
+                "tensor blk.{layer}.attn_decay has ne {got:?} but must hold one rate per latent, ne [{n_latents}]"
+            ),
+            Error::DecayRateNotFinite { layer, latent } => {
+                if let Some(l) = layer {
+                    write!(f, "tensor blk.{l}.attn_decay: ")?;
+                }
+                write!(
+                    f,
+                    "the decay rate of latent {latent} is NaN or infinite; rates must be finite and >= 0, export the model again"
+                )
+            }
+            Error::DecayRateNegative { layer, latent } => {
+                if let Some(l) = layer {
+                    write!(f, "tensor blk.{l}.attn_decay: ")?;
+                }
+                write!(
+                    f,
+                    "the decay rate of latent {latent} is negative; rates must be finite and >= 0 (a negative rate amplifies the past), export the model again"
+                )
             }
             Error::SizeOverflow => f.write_str(
                 "the hyper-parameters imply buffers larger than this target can address",

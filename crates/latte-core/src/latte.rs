@@ -17,6 +17,19 @@
 //! There is no `1/sqrt(d)` scaling. The initial state is `S = 0, n = 0,
 //! m = -inf`; `exp(-inf) = 0` makes the first token need no special case.
 //!
+//! **Decay gate** (an extension of the paper's model, not the official
+//! architecture; [`LatteLayer::with_decay`]): each latent `l` has a rate
+//! `λ_l >= 0` and the past is forgotten by `exp(-λ_l)` per step. The only
+//! change is one subtraction before the maximum:
+//!
+//! ```text
+//! m_d = m[l] - λ_l; m' = max(m_d, k[l]); r = exp(m_d - m'); a = exp(k[l] - m')
+//! ```
+//!
+//! so that `n[l] = Σ_{s<=t} exp(k_s - λ_l (t - s) - m)` and likewise for
+//! `S[l]`. A layer without the gate does not subtract anything (not even
+//! zero): its arithmetic is exactly the official one.
+//!
 //! `exp` (here and in the softmax) is [`latte_kernels::scalar::exp_f32`],
 //! computed through the kernel table ([`Kernels::exp_inplace`]), which gives
 //! the same bits on every path: a layer's result does not depend on the
@@ -49,6 +62,8 @@ pub struct LatteLayer<'a> {
     wk: Matrix<'a>,
     wv: Matrix<'a>,
     wo: Matrix<'a>,
+    /// The decay gate's rates `λ` (length L, finite, `>= 0`), if any.
+    decay: Option<&'a [f32]>,
 }
 
 /// One layer's state, split into its three parts (layout `[H][Lh][Dh]`,
@@ -72,6 +87,7 @@ impl<'a> LatteLayer<'a> {
         wk: Matrix::EMPTY,
         wv: Matrix::EMPTY,
         wo: Matrix::EMPTY,
+        decay: None,
     };
 
     /// Builds a layer with `n_heads` heads, `n_latents` latents in total and
@@ -135,7 +151,48 @@ impl<'a> LatteLayer<'a> {
             wk,
             wv,
             wo,
+            decay: None,
         })
+    }
+
+    /// The layer with the decay gate (see the [module](self) documentation):
+    /// latent `l` forgets its past at rate `rates[l]` per step.
+    ///
+    /// Errors: [`Error::BufferLength`] unless `rates.len()` is L;
+    /// [`Error::DecayRateNotFinite`] / [`Error::DecayRateNegative`] for the
+    /// first rate that is NaN or infinite / below zero (`-0.0` is fine).
+    pub fn with_decay(self, rates: &'a [f32]) -> Result<Self, Error> {
+        if rates.len() != self.n_latents {
+            return Err(Error::BufferLength {
+                what: "decay rates",
+                need: self.n_latents,
+                got: rates.len(),
+            });
+        }
+        for (latent, &r) in rates.iter().enumerate() {
+            if !r.is_finite() {
+                return Err(Error::DecayRateNotFinite {
+                    layer: None,
+                    latent,
+                });
+            }
+            if r < 0.0 {
+                return Err(Error::DecayRateNegative {
+                    layer: None,
+                    latent,
+                });
+            }
+        }
+        Ok(LatteLayer {
+            decay: Some(rates),
+            ..self
+        })
+    }
+
+    /// The decay gate's rates (one per latent), or `None` for a layer
+    /// without the gate (the official architecture).
+    pub fn decay(&self) -> Option<&'a [f32]> {
+        self.decay
     }
 
     /// `Wq`, `Wk`, `Wv`, `Wo`, in that order.
@@ -369,11 +426,28 @@ impl<'a> LatteLayer<'a> {
             let mut e = [0.0f32; 2 * EXP_RUN];
             let (er, ea) = e.split_at_mut(cnt);
             let ms = m_all[start..end].iter_mut().zip(&k[start..end]);
-            for ((m, &k), (er, ea)) in ms.zip(er.iter_mut().zip(ea.iter_mut())) {
-                let m_new = m.max(k);
-                *er = *m - m_new;
-                *ea = k - m_new;
-                *m = m_new;
+            let es = er.iter_mut().zip(ea.iter_mut());
+            match self.decay {
+                None => {
+                    for ((m, &k), (er, ea)) in ms.zip(es) {
+                        let m_new = m.max(k);
+                        *er = *m - m_new;
+                        *ea = k - m_new;
+                        *m = m_new;
+                    }
+                }
+                // The decay gate: the running maximum first loses the
+                // step's rate (`-inf` stays `-inf`). `with_decay` checked
+                // the rates' length (L >= end).
+                Some(rates) => {
+                    for (((m, &k), (er, ea)), &lambda) in ms.zip(es).zip(&rates[start..end]) {
+                        let m_d = *m - lambda;
+                        let m_new = m_d.max(k);
+                        *er = m_d - m_new;
+                        *ea = k - m_new;
+                        *m = m_new;
+                    }
+                }
             }
             let e = &mut e[..2 * cnt];
             kernels.exp_inplace(e);

@@ -24,6 +24,7 @@ mod key {
     pub const EPS: &str = "latte.attention.layer_norm_epsilon";
     pub const POSITION: &str = "latte.position_encoding";
     pub const VAPOR_FREQ: &str = "latte.vapor.frequencies";
+    pub const LATENT_DECAY: &str = "latte.latent_decay";
 }
 
 /// Maps the reader's lookup errors to this crate's metadata errors.
@@ -51,7 +52,14 @@ fn read_config(g: &Gguf<'_>) -> Result<Config, Error> {
     let position = match g.get_str(key::POSITION).map_err(meta)? {
         "sinusoidal" => Position::Sinusoidal,
         "vapor" => Position::Vapor,
+        "none" => Position::None,
         _ => return Err(Error::UnknownPositionEncoding),
+    };
+    // The decay gate (an extension): absent means the official model.
+    let latent_decay = match g.get_bool(key::LATENT_DECAY) {
+        Ok(v) => v,
+        Err(latte_gguf::Error::MissingKey { .. }) => false,
+        Err(e) => return Err(meta(e)),
     };
     let config = Config {
         vocab_size: get_usize(g, key::VOCAB)?,
@@ -63,6 +71,7 @@ fn read_config(g: &Gguf<'_>) -> Result<Config, Error> {
         context_length: get_usize(g, key::CONTEXT)?,
         ln_eps: g.get_f32(key::EPS).map_err(meta)?,
         position,
+        latent_decay,
     };
     config.validate()?;
     Ok(config)
@@ -191,6 +200,46 @@ fn vector<'a>(g: &Gguf<'a>, name: TensorName, len: usize) -> Result<&'a [f32], E
     Ok(v)
 }
 
+/// Layer `layer`'s decay rates `blk.N.attn_decay` (F32, `ne = [L]`):
+/// `Some` when the gate is on (`latte.latent_decay`), `None` otherwise.
+/// The tensor must be there exactly when the gate is on; the values are
+/// checked by [`Model::block_from_parts`].
+fn decay<'a>(
+    g: &Gguf<'a>,
+    config: &Config,
+    layer: u32,
+    name: TensorName,
+) -> Result<Option<&'a [f32]>, Error> {
+    let t = match (find(g, name), config.latent_decay) {
+        (Err(_), false) => return Ok(None),
+        (Err(_), true) => return Err(Error::DecayMissing { layer }),
+        (Ok(_), false) => return Err(Error::DecayUnexpected { layer }),
+        (Ok(t), true) => t,
+    };
+    if t.ty != GgmlType::F32 {
+        return Err(Error::DecayNotF32 {
+            layer,
+            ggml_type: t.ty.id(),
+        });
+    }
+    let l = config.n_latents;
+    if t.ne != [l as u64, 1, 1, 1] {
+        return Err(Error::DecayShape {
+            layer,
+            n_latents: l,
+            got: t.ne,
+        });
+    }
+    let v = cast_f32(t.data, name)?;
+    if v.len() != l {
+        return Err(Error::TensorData {
+            tensor: name,
+            len: t.data.len(),
+        });
+    }
+    Ok(Some(v))
+}
+
 fn norm<'a>(
     g: &Gguf<'a>,
     weight: TensorName,
@@ -227,7 +276,12 @@ impl<'a> Model<'a> {
     /// checked here, once),
     /// [`Error::NotF32`] (norms and biases), [`Error::TensorShape`] naming
     /// the tensor; [`Error::Misaligned`] when the buffer is not aligned;
-    /// [`Error::VaporFrequencyCount`] / [`Error::VaporFrequencyNotFinite`].
+    /// [`Error::VaporFrequencyCount`] / [`Error::VaporFrequencyNotFinite`];
+    /// for the decay gate (`latte.latent_decay`, a bool, absent = false)
+    /// [`Error::DecayMissing`] (the key true, a layer's `blk.N.attn_decay`
+    /// absent), [`Error::DecayUnexpected`] (the tensor present, the key not
+    /// true), [`Error::DecayNotF32`], [`Error::DecayShape`] (not `[L]`),
+    /// [`Error::DecayRateNotFinite`] / [`Error::DecayRateNegative`].
     pub fn from_gguf(bytes: &'a [u8]) -> Result<Self, Error> {
         let g = Gguf::parse(bytes)?;
         let config = read_config(&g)?;
@@ -253,6 +307,7 @@ impl<'a> Model<'a> {
                 ffn_up_bias: vector(&g, n("ffn_up.bias"), f)?,
                 ffn_down: matrix(&g, n("ffn_down.weight"), d, f)?,
                 ffn_down_bias: vector(&g, n("ffn_down.bias"), d)?,
+                attn_decay: decay(&g, &config, li, n("attn_decay"))?,
             };
             *slot = Self::block_from_parts(&config, li, &lw)?;
         }
@@ -265,7 +320,7 @@ impl<'a> Model<'a> {
         let output = matrix(&g, TensorName::global("output.weight"), v, d)?;
         let output_bias = vector(&g, TensorName::global("output.bias"), v)?;
         let frequencies = match config.position {
-            Position::Sinusoidal => Frequencies::F32(&[]),
+            Position::Sinusoidal | Position::None => Frequencies::F32(&[]),
             Position::Vapor => {
                 // Type-checks the element type; the raw bytes are decoded on use.
                 g.get_f32_array(key::VAPOR_FREQ).map_err(meta)?;

@@ -18,6 +18,7 @@ use latte_kernels::{Kernels, QK};
 /// | `attn_v`, `attn_output` | `D x D` |
 /// | `ffn_up` / `ffn_up_bias` | `F x D` / `F` |
 /// | `ffn_down` / `ffn_down_bias` | `D x F` / `D` |
+/// | `attn_decay` | `L` (decay gate only) |
 #[derive(Clone, Copy, Debug)]
 pub struct LayerWeights<'a> {
     /// LayerNorm before Latte.
@@ -40,6 +41,10 @@ pub struct LayerWeights<'a> {
     pub ffn_down: Matrix<'a>,
     /// `b2`, `D`.
     pub ffn_down_bias: &'a [f32],
+    /// The decay gate's rates `λ` (`L`, finite, `>= 0`): `Some` in every
+    /// layer when [`Config::latent_decay`] is set, `None` otherwise (the
+    /// official architecture).
+    pub attn_decay: Option<&'a [f32]>,
 }
 
 /// All weights of a model, as given to [`Model::from_parts`].
@@ -55,7 +60,8 @@ pub struct Weights<'a, 'l> {
     pub output: Matrix<'a>,
     /// Head bias, `V`.
     pub output_bias: &'a [f32],
-    /// VAPOR angles per step, `Dh / 2` values; empty for sinusoidal models.
+    /// VAPOR angles per step, `Dh / 2` values; ignored (leave it empty)
+    /// for the other position schemes.
     pub vapor_frequencies: &'a [f32],
 }
 
@@ -229,8 +235,12 @@ impl<'a> Model<'a> {
     /// [`Error::BufferLength`] unless `weights.layers.len() == n_layers`;
     /// [`Error::TensorShape`] naming the first weight (by its GGUF name)
     /// whose shape differs from the config; [`Error::VaporFrequencyCount`] /
-    /// [`Error::VaporFrequencyNotFinite`] for VAPOR models (sinusoidal models
-    /// ignore `vapor_frequencies`).
+    /// [`Error::VaporFrequencyNotFinite`] for VAPOR models (the other
+    /// schemes ignore `vapor_frequencies`); for the decay gate
+    /// ([`Config::latent_decay`]) [`Error::DecayMissing`] /
+    /// [`Error::DecayUnexpected`] when a layer's `attn_decay` is `None` /
+    /// `Some` against the config, [`Error::DecayShape`] unless it holds L
+    /// rates, [`Error::DecayRateNotFinite`] / [`Error::DecayRateNegative`].
     pub fn from_parts(config: Config, weights: Weights<'a, '_>) -> Result<Self, Error> {
         config.validate()?;
         if weights.layers.len() != config.n_layers {
@@ -291,6 +301,31 @@ impl<'a> Model<'a> {
             lw.attn_v,
             lw.attn_output,
         )?;
+        let latte = match (config.latent_decay, lw.attn_decay) {
+            (false, None) => latte,
+            (false, Some(_)) => return Err(Error::DecayUnexpected { layer: li }),
+            (true, None) => return Err(Error::DecayMissing { layer: li }),
+            (true, Some(rates)) => {
+                if rates.len() != l {
+                    return Err(Error::DecayShape {
+                        layer: li,
+                        n_latents: l,
+                        got: [rates.len() as u64, 1, 1, 1],
+                    });
+                }
+                latte.with_decay(rates).map_err(|e| match e {
+                    Error::DecayRateNotFinite { latent, .. } => Error::DecayRateNotFinite {
+                        layer: Some(li),
+                        latent,
+                    },
+                    Error::DecayRateNegative { latent, .. } => Error::DecayRateNegative {
+                        layer: Some(li),
+                        latent,
+                    },
+                    other => other,
+                })?
+            }
+        };
         Ok(Block {
             attn_norm: lw.attn_norm,
             latte,
@@ -322,7 +357,7 @@ impl<'a> Model<'a> {
         check_matrix(&output, v, d, TensorName::global("output.weight"))?;
         check_vector(output_bias, v, TensorName::global("output.bias"))?;
         let frequencies = match config.position {
-            Position::Sinusoidal => Frequencies::F32(&[]),
+            Position::Sinusoidal | Position::None => Frequencies::F32(&[]),
             Position::Vapor => {
                 let expected = config.d_head() / 2;
                 if frequencies.len() != expected {
@@ -375,7 +410,9 @@ impl<'a> Model<'a> {
     /// FNV-1a 64 over what the computation depends on, in a fixed order:
     /// the sizes, epsilon and position scheme, then every weight (element
     /// type, shape, little-endian bytes) in FORMAT.md's tensor order, then the
-    /// VAPOR angles. Not hashed: `context_length` and other metadata that do
+    /// VAPOR angles, then, for models with the decay gate only, a tag and
+    /// every layer's rates (so models without it keep the fingerprints they
+    /// always had). Not hashed: `context_length` and other metadata that do
     /// not change a single logit, and the container layout (tensor order and
     /// offsets in the file).
     fn compute_fingerprint(&self) -> u64 {
@@ -396,6 +433,7 @@ impl<'a> Model<'a> {
         h.u8(match c.position {
             Position::Sinusoidal => 0,
             Position::Vapor => 1,
+            Position::None => 2,
         });
         hash_matrix(&mut h, &self.token_embd);
         for b in self.blocks.iter().take(c.n_layers) {
@@ -416,6 +454,12 @@ impl<'a> Model<'a> {
         for f in self.frequencies.iter() {
             h.bytes(&f.to_bits().to_le_bytes());
         }
+        if c.latent_decay {
+            h.bytes(b"latent-decay");
+            for b in self.blocks.iter().take(c.n_layers) {
+                hash_vector(&mut h, b.latte.decay().unwrap_or(&[]));
+            }
+        }
         h.finish()
     }
 
@@ -428,7 +472,8 @@ impl<'a> Model<'a> {
     ///
     /// Hashed: V, D, N, H, L, F, the LayerNorm epsilon, the position scheme,
     /// each weight's element type, shape and little-endian bytes in
-    /// FORMAT.md's tensor order, and the VAPOR angles. Not hashed:
+    /// FORMAT.md's tensor order, the VAPOR angles and the decay gate's
+    /// rates. Not hashed:
     /// `context_length`, `general.name` and the container layout.
     ///
     /// **Cost**: it is computed once, when the model is loaded
@@ -577,7 +622,7 @@ impl<'a> Model<'a> {
             .map(|b| &b.latte)
     }
 
-    /// The VAPOR angles (`Dh / 2` of them; none for sinusoidal models).
+    /// The VAPOR angles (`Dh / 2` of them; none for the other schemes).
     pub fn vapor_frequencies(&self) -> impl Iterator<Item = f32> + '_ {
         self.frequencies.iter()
     }

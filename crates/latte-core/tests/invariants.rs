@@ -82,6 +82,7 @@ fn long_run_constant_state_and_invariants() {
         context_length: 16,
         ln_eps: 1e-6,
         position: Position::Sinusoidal,
+        latent_decay: false,
     };
     let m = random_model(config, 3);
     let layers = m.layer_weights();

@@ -71,6 +71,7 @@ fn long_run(m: &OwnedModel, checkpoints: &[usize]) -> Figures {
     let theta: &[f32] = match c.position {
         Position::Vapor => &m.vapor_frequencies,
         Position::Sinusoidal => &[],
+        Position::None => panic!("the long runs are of sinusoidal and VAPOR models"),
     };
     let mut reference = Reference64::new(dims, &tensor_of(m), theta);
     let mut state = vec![0f32; model.state_len()];
@@ -128,6 +129,7 @@ fn config(position: Position) -> Config {
         context_length: 64,
         ln_eps: 1e-6,
         position,
+        latent_decay: false,
     }
 }
 

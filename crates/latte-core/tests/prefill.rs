@@ -189,6 +189,7 @@ fn random_models_prefill_equals_token_by_token() {
             context_length: 64,
             ln_eps: 1e-6,
             position,
+            latent_decay: false,
         };
         let om = random_model(config, 7);
         let buf = match ty {

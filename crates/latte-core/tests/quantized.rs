@@ -142,6 +142,7 @@ impl<'m> QModel<'m> {
                 ffn_up_bias: &w.up_b,
                 ffn_down: q[5].matrix(d, f),
                 ffn_down_bias: &w.down_b,
+                attn_decay: c.latent_decay.then_some(&w.decay[..]),
             })
             .collect()
     }
@@ -185,6 +186,7 @@ impl<'m> QModel<'m> {
                     up_b: w.up_b.clone(),
                     down: q[5].dequantized(),
                     down_b: w.down_b.clone(),
+                    decay: w.decay.clone(),
                 })
                 .collect(),
             output_norm_w: m.output_norm_w.clone(),
@@ -474,6 +476,7 @@ fn config(position: Position) -> Config {
         context_length: 64,
         ln_eps: 1e-6,
         position,
+        latent_decay: false,
     }
 }
 
@@ -610,7 +613,7 @@ const TOKENS: [u32; 24] = [
 
 fn theta(om: &OwnedModel) -> Vec<f64> {
     match om.config.position {
-        Position::Sinusoidal => Vec::new(),
+        Position::Sinusoidal | Position::None => Vec::new(),
         Position::Vapor => om.vapor_frequencies.iter().map(|&t| t as f64).collect(),
     }
 }
@@ -704,6 +707,7 @@ fn owned_from_gguf(bytes: &[u8]) -> OwnedModel {
         context_length: u("latte.context_length"),
         ln_eps: g.get_f32("latte.attention.layer_norm_epsilon").unwrap(),
         position: Position::Sinusoidal,
+        latent_decay: false,
     };
     assert_eq!(g.get_str("latte.position_encoding").unwrap(), "sinusoidal");
     OwnedModel {
@@ -725,6 +729,7 @@ fn owned_from_gguf(bytes: &[u8]) -> OwnedModel {
                     up_b: n("ffn_up.bias"),
                     down: n("ffn_down.weight"),
                     down_b: n("ffn_down.bias"),
+                    decay: Vec::new(),
                 }
             })
             .collect(),

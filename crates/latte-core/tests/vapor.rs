@@ -117,6 +117,7 @@ fn vapor_config() -> Config {
         context_length: 32,
         ln_eps: 1e-6,
         position: Position::Vapor,
+        latent_decay: false,
     }
 }
 

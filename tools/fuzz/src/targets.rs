@@ -201,6 +201,7 @@ pub fn snapshot_model(vapor: bool) -> SnapshotModel {
         } else {
             Position::Sinusoidal
         },
+        latent_decay: false,
     };
     let mut seed = 0x5EED_u64;
     let mut vec = |n: usize| -> Vec<f32> {
@@ -251,6 +252,7 @@ impl SnapshotModel {
                     ffn_up_bias: &w[b + 9],
                     ffn_down: m(b + 10, d, ff),
                     ffn_down_bias: &w[b + 11],
+                    attn_decay: None,
                 }
             })
             .collect();

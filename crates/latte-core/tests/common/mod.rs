@@ -85,6 +85,8 @@ pub struct OwnedLayer {
     pub up_b: Vec<f32>,
     pub down: Vec<f32>,
     pub down_b: Vec<f32>,
+    /// The decay gate's rates (L); empty without the gate.
+    pub decay: Vec<f32>,
 }
 
 impl OwnedModel {
@@ -110,6 +112,7 @@ impl OwnedModel {
                 ffn_up_bias: &w.up_b,
                 ffn_down: Matrix::from_f32(d, f, &w.down).unwrap(),
                 ffn_down_bias: &w.down_b,
+                attn_decay: c.latent_decay.then_some(&w.decay[..]),
             })
             .collect()
     }
@@ -143,6 +146,7 @@ pub fn tiny_lm() -> OwnedModel {
         context_length: 64,
         ln_eps: 1e-6,
         position: Position::Sinusoidal,
+        latent_decay: false,
     };
     let vec = |len: usize, g: &dyn Fn(f64) -> f64| {
         (0..len).map(|i| g(i as f64) as f32).collect::<Vec<_>>()
@@ -170,6 +174,7 @@ pub fn tiny_lm() -> OwnedModel {
                 up_b: vec(f, &|j| 0.02 * j.cos()),
                 down: flax_kernel(f, d, |i, j| 0.3 * (1.1 + lf + 0.05 * i - 0.17 * j).cos()),
                 down_b: vec(d, &|j| 0.02 * j.sin()),
+                decay: Vec::new(),
             }
         })
         .collect();
@@ -203,8 +208,25 @@ impl TestRng {
     }
 }
 
-/// A random model with the given shape (weights ~ U(-scale, scale)).
+/// A random model with the given shape (weights ~ U(-scale, scale)). With
+/// the decay gate (`config.latent_decay`) the rates come from a second
+/// stream (U(0, 0.6), one latent of each layer at 0 and one at 2.5), so
+/// the other weights are those of the same seed without the gate.
 pub fn random_model(config: Config, seed: u64) -> OwnedModel {
+    let mut m = random_model_ungated(config, seed);
+    if config.latent_decay {
+        let mut r = TestRng(seed ^ 0xDECA_4);
+        let l = config.n_latents;
+        for w in &mut m.layers {
+            w.decay = r.vec(l, 0.3).iter().map(|x| 0.3 + x).collect();
+            w.decay[0] = 0.0;
+            w.decay[l - 1] = 2.5;
+        }
+    }
+    m
+}
+
+fn random_model_ungated(config: Config, seed: u64) -> OwnedModel {
     let mut r = TestRng(seed);
     let (v, d, l, f) = (
         config.vocab_size,
@@ -227,6 +249,7 @@ pub fn random_model(config: Config, seed: u64) -> OwnedModel {
             up_b: r.vec(f, 0.1),
             down: r.vec(d * f, 1.0 / (f as f64).sqrt()),
             down_b: r.vec(d, 0.1),
+            decay: Vec::new(),
         })
         .collect();
     let dh = config.d_model / config.n_heads;
@@ -283,6 +306,24 @@ pub fn latte_reference(
     l: usize,
     theta: &[f64],
 ) -> Vec<Vec<f64>> {
+    latte_reference_gated(xs, wq, wk, wv, wo, d, h, l, theta, &[])
+}
+
+/// [`latte_reference`] with the decay gate (rates `decay`, empty = none):
+/// `y_t = Wo concat_h sum_l p_l(t) sum_{s<=t} w_{t,s,l} R^{t-s} v_s` with
+/// `w_{t,s,l} = exp(k_{s,l} - lambda_l (t - s)) / sum_{s'<=t} exp(k_{s',l} - lambda_l (t - s'))`.
+pub fn latte_reference_gated(
+    xs: &[Vec<f64>],
+    wq: &[f32],
+    wk: &[f32],
+    wv: &[f32],
+    wo: &[f32],
+    d: usize,
+    h: usize,
+    l: usize,
+    theta: &[f64],
+    decay: &[f32],
+) -> Vec<Vec<f64>> {
     let (lh, dh) = (l / h, d / h);
     let qs: Vec<_> = xs.iter().map(|x| matvec64(wq, l, d, x)).collect();
     let ks: Vec<_> = xs.iter().map(|x| matvec64(wk, l, d, x)).collect();
@@ -298,12 +339,12 @@ pub fn latte_reference(
             for li in 0..lh {
                 let p = qe[li] / qsum;
                 let idx = hd * lh + li;
-                let kmax = (0..=t)
-                    .map(|s| ks[s][idx])
-                    .fold(f64::NEG_INFINITY, f64::max);
-                let z: f64 = (0..=t).map(|s| (ks[s][idx] - kmax).exp()).sum();
+                let lambda = decay.get(idx).map_or(0.0, |&x| x as f64);
+                let score = |s: usize| ks[s][idx] - lambda * (t - s) as f64;
+                let kmax = (0..=t).map(score).fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = (0..=t).map(|s| (score(s) - kmax).exp()).sum();
                 for s in 0..=t {
-                    let w = p * (ks[s][idx] - kmax).exp() / z;
+                    let w = p * (score(s) - kmax).exp() / z;
                     let mut vr = vs[s][hd * dh..(hd + 1) * dh].to_vec();
                     for (i, th) in theta.iter().enumerate() {
                         let ang = (t - s) as f64 * th;
@@ -404,6 +445,13 @@ impl GgufParts {
                     MetaValue::Array(latte_gguf::MetaArray::F32(m.vapor_frequencies.clone())),
                 ));
             }
+            Position::None => kvs.push((
+                "latte.position_encoding".into(),
+                MetaValue::String("none".into()),
+            )),
+        }
+        if c.latent_decay {
+            kvs.push(("latte.latent_decay".into(), MetaValue::Bool(true)));
         }
         let (v, d, l, f) = (
             c.vocab_size as u64,
@@ -436,6 +484,9 @@ impl GgufParts {
             mats.push((n("attn_k.weight"), l, d, &w.wk));
             mats.push((n("attn_v.weight"), d, d, &w.wv));
             mats.push((n("attn_output.weight"), d, d, &w.wo));
+            if c.latent_decay {
+                vecs.push((n("attn_decay"), &w.decay));
+            }
             vecs.push((n("ffn_norm.weight"), &w.ffn_norm_w));
             vecs.push((n("ffn_norm.bias"), &w.ffn_norm_b));
             mats.push((n("ffn_up.weight"), f, d, &w.up));
@@ -501,8 +552,9 @@ impl GgufParts {
 
 /// The whole LM in f64 from its definition (spec §1.3), run over the full
 /// sequence with the O(T^2) layer reference. `theta` empty: sinusoidal PE
-/// (f64); otherwise VAPOR rotations and no additive PE. Returns logits per
-/// position.
+/// (f64), or none at all for `Position::None`; otherwise VAPOR rotations and
+/// no additive PE. Each layer's decay rates (if any) enter the layer
+/// reference. Returns logits per position.
 pub fn lm_reference(m: &OwnedModel, tokens: &[u32], theta: &[f64]) -> Vec<Vec<f64>> {
     let c = &m.config;
     let (v, d, h, l, f) = (c.vocab_size, c.d_model, c.n_heads, c.n_latents, c.d_ff);
@@ -514,7 +566,7 @@ pub fn lm_reference(m: &OwnedModel, tokens: &[u32], theta: &[f64]) -> Vec<Vec<f6
             (0..d)
                 .map(|k| {
                     let e = m.token_embd[tok as usize * d + k] as f64;
-                    if !theta.is_empty() {
+                    if !theta.is_empty() || c.position == Position::None {
                         return e;
                     }
                     let w = (2.0 * (k / 2) as f64 * (-(10000f64).ln() / d as f64)).exp();
@@ -529,7 +581,7 @@ pub fn lm_reference(m: &OwnedModel, tokens: &[u32], theta: &[f64]) -> Vec<Vec<f6
             .iter()
             .map(|x| layer_norm64(x, &w.attn_norm_w, &w.attn_norm_b, eps))
             .collect();
-        let y = latte_reference(&a, &w.wq, &w.wk, &w.wv, &w.wo, d, h, l, theta);
+        let y = latte_reference_gated(&a, &w.wq, &w.wk, &w.wv, &w.wo, d, h, l, theta, &w.decay);
         for (x, yy) in hs.iter_mut().zip(&y) {
             x.iter_mut().zip(yy).for_each(|(p, q)| *p += q);
         }
