@@ -10,9 +10,19 @@ from safetensors.torch import load_file, save_file, safe_open
 
 from .model import LatteConfig, LatteLM
 
+# Tensor name (after ``blocks.N.latte.``) of a gated layer's exported rates.
+DECAY_RATES = "decay"
+
 
 def save_safetensors(model: LatteLM, path: Path, name: str = "latte") -> None:
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
+    # A gated model also carries its rates themselves (float64 then rounded), so
+    # that a converter needs no knowledge of their parametrisation.
+    for i, blk in enumerate(model.blocks):
+        lam = blk.latte.decay_logit
+        if lam is not None:
+            rates = model.cfg.decay_max * torch.sigmoid(lam.detach().double())
+            tensors[f"blocks.{i}.latte.{DECAY_RATES}"] = rates.float().cpu().contiguous()
     meta = {"format": "pt", "latte.config": model.cfg.to_json(), "latte.name": name}
     save_file(tensors, str(path), metadata=meta)
 
@@ -24,6 +34,7 @@ def load_safetensors(path: Path) -> Tuple[LatteLM, dict]:
         raise ValueError(f"{path}: no 'latte.config' in the safetensors metadata")
     cfg = LatteConfig.from_json(meta["latte.config"])
     model = LatteLM(cfg)
-    model.load_state_dict(load_file(str(path)))
+    tensors = {k: v for k, v in load_file(str(path)).items() if not k.endswith(f".latte.{DECAY_RATES}")}
+    model.load_state_dict(tensors)
     model.eval()
     return model, meta

@@ -38,16 +38,20 @@ class LatteConfig:
     n_latents: int = 64
     d_ff: int = 0  # 0 means 4 * d_model
     max_seq_len: int = 256
-    pos_encoding: str = "sinusoidal"  # or "vapor"
+    pos_encoding: str = "sinusoidal"  # or "vapor" or "none"
     vapor_base: float = 10000.0
     ln_eps: float = 1e-6
+    # The decay gate (an extension of the paper's model): latent l of every layer
+    # forgets at rate lambda_l = decay_max * sigmoid(decay_logit_l) per token.
+    latent_decay: bool = False
+    decay_max: float = 0.25
 
     def __post_init__(self) -> None:
         if self.d_ff == 0:
             self.d_ff = 4 * self.d_model
         if self.d_model % self.n_heads or self.n_latents % self.n_heads:
             raise ValueError("d_model and n_latents must both be divisible by n_heads")
-        if self.pos_encoding not in ("sinusoidal", "vapor"):
+        if self.pos_encoding not in ("sinusoidal", "vapor", "none"):
             raise ValueError(f"unknown pos_encoding {self.pos_encoding!r}")
         if self.pos_encoding == "vapor" and (self.d_model // self.n_heads) % 2:
             raise ValueError("VAPOR needs an even head width d_model / n_heads")
@@ -90,7 +94,13 @@ def rotate_pairs(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
 
 
 class LatteState:
-    """Recurrent state of one layer: S (B,H,Lh,Dh), n and m (B,H,Lh)."""
+    """Recurrent state of one layer: S (B,H,Lh,Dh), n and m (B,H,Lh).
+
+    The recurrence keeps ``S = sum_s w_s v_s / exp(m)``, ``n = sum_s w_s / exp(m)``
+    with a running maximum ``m``. Only ``S / n`` and ``m + log n`` matter, so the
+    parallel form hands its state over as ``S = S/n``, ``n = 1``, ``m = m + log n``
+    (``m = -inf`` with ``n = 0`` is the empty state in both).
+    """
 
     def __init__(self, batch: int, cfg: LatteConfig, dtype=torch.float32, device=None):
         h, lh, dh = cfg.n_heads, cfg.n_latents // cfg.n_heads, cfg.d_model // cfg.n_heads
@@ -98,9 +108,43 @@ class LatteState:
         self.n = torch.zeros(batch, h, lh, dtype=dtype, device=device)
         self.m = torch.full((batch, h, lh), -math.inf, dtype=dtype, device=device)
 
+    def normalised(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(log A, S/n)``: the log normaliser and the weighted mean value per latent."""
+        empty = self.n <= 0
+        log_a = torch.where(empty, torch.full_like(self.m, -math.inf),
+                            self.m + torch.log(torch.where(empty, torch.ones_like(self.n), self.n)))
+        mean = self.S / torch.where(empty, torch.ones_like(self.n), self.n)[..., None]
+        return log_a, torch.where(empty[..., None], torch.zeros_like(mean), mean)
+
+    def set_normalised(self, log_a: torch.Tensor, mean: torch.Tensor) -> None:
+        self.m, self.S = log_a, mean
+        self.n = torch.where(torch.isinf(log_a), torch.zeros_like(log_a), torch.ones_like(log_a))
+
+    def detach_(self) -> "LatteState":
+        """Cut the graph (truncated backpropagation through time)."""
+        self.S, self.n, self.m = self.S.detach(), self.n.detach(), self.m.detach()
+        return self
+
+    def reset_(self, lanes: torch.Tensor) -> None:
+        """Back to the empty state for the batch rows where ``lanes`` (bool, B) is true."""
+        keep = ~lanes.to(self.S.device)
+        self.S = self.S * keep[:, None, None, None].to(self.S.dtype)
+        self.n = self.n * keep[:, None, None].to(self.n.dtype)
+        self.m = torch.where(keep[:, None, None], self.m, torch.full_like(self.m, -math.inf))
+
+
+# Tokens per chunk of the parallel form. Within a chunk the exponent range is the
+# key range plus lambda * CHUNK (at most 16 with the default decay_max), far from
+# EXP_RANGE; chunks hand the state on as the recurrence does.
+CHUNK = 64
+
 
 class LatteMix(nn.Module):
-    """StableScanLatte: causal latent attention, no biases, no 1/sqrt(d) scaling."""
+    """StableScanLatte: causal latent attention, no biases, no 1/sqrt(d) scaling.
+
+    With ``cfg.latent_decay`` each latent also forgets: token s weighs
+    ``exp(k_s - lambda (t - s))`` at time t (an extension of the paper's model).
+    """
 
     def __init__(self, cfg: LatteConfig):
         super().__init__()
@@ -114,53 +158,122 @@ class LatteMix(nn.Module):
             self.register_buffer("theta", cfg.vapor_frequencies(), persistent=False)
         else:
             self.theta = None
+        if cfg.latent_decay:
+            # Initial rates log-uniform over 1e-3 .. 0.2 per token (horizons of
+            # 5 to 1,000 tokens), evenly spread over each head's latents.
+            rates = torch.logspace(math.log10(1e-3), math.log10(0.2), l // cfg.n_heads,
+                                   dtype=torch.float64).repeat(cfg.n_heads)
+            rates = rates.clamp(max=0.999 * cfg.decay_max)
+            self.decay_logit = nn.Parameter(torch.log(rates / (cfg.decay_max - rates)).float())
+        else:
+            self.decay_logit = None
         self.key_range = torch.zeros(())
+
+    def decay(self) -> Optional[torch.Tensor]:
+        """The rates lambda (H, Lh), or None without the gate."""
+        if self.decay_logit is None:
+            return None
+        lam = self.cfg.decay_max * torch.sigmoid(self.decay_logit)
+        return lam.view(self.cfg.n_heads, -1)
 
     def _heads(self, x: torch.Tensor, w: nn.Linear) -> torch.Tensor:
         b, t, _ = x.shape
         y = w(x)
         return y.view(b, t, self.cfg.n_heads, -1).transpose(1, 2)  # (B,H,T,.)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Parallel form over a whole sequence x: (B, T, D) -> (B, T, D)."""
-        b, t, d = x.shape
+    def forward(self, x: torch.Tensor, state: Optional[LatteState] = None) -> torch.Tensor:
+        """Parallel form over a whole sequence x: (B, T, D) -> (B, T, D).
+
+        With ``state``, the sequence continues from it and ``state`` is replaced by
+        the state after the last token (in the normalised representation of
+        ``LatteState``); gradients flow through it unless the caller detaches it.
+        """
         q, k, v = self._heads(x, self.wq), self._heads(x, self.wk), self._heads(x, self.wv)
         if torch.is_autocast_enabled(x.device.type):
             # Under mixed precision the projections run in bf16/f16; the mixing
             # (exponentials, cumulative normaliser, T x T products) stays float32.
             with torch.autocast(x.device.type, enabled=False):
-                y = self._mix(q.float(), k.float(), v.float())
+                y = self._mix(q.float(), k.float(), v.float(), state)
         else:
-            y = self._mix(q, k, v)
+            y = self._mix(q, k, v, state)
         return self.wo(y)
 
-    def _mix(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """The causal latent mixing of heads q, k (B,H,T,Lh) and v (B,H,T,Dh) -> (B,T,D)."""
-        b, _, t, _ = q.shape
-        d = self.cfg.d_model
-        if self.theta is not None:
-            pos = torch.arange(t, dtype=torch.float64, device=q.device)
-            ang = pos[:, None] * self.theta.to(q.device)[None, :]  # (T, Dh/2), float64
-            v = rotate_pairs(v, -ang)
-        # p(s|t) = sum_l softmax_l(q_t)_l * exp(k_{s,l}) / sum_{s'<=t} exp(k_{s',l})
-        # evaluated as exp(log p - log alpha + c) @ exp(k - c)^T with a per-latent
-        # constant c (the maximum key over the sequence). For s <= t the true
-        # product is at most 1; the factors stay finite in float32 while the key
-        # range within one sequence is below EXP_RANGE, which the clamps enforce
-        # (the recurrent form has no such limit). The widest key range of the last
-        # call is kept in ``key_range`` so that training can report whether a batch
-        # went past it.
+    def _mix(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+             state: Optional[LatteState] = None) -> torch.Tensor:
+        """The causal latent mixing of heads q, k (B,H,T,Lh) and v (B,H,T,Dh) -> (B,T,D),
+        chunk by chunk, each chunk continuing from the state the previous one left."""
+        b, h, t, lh = q.shape
+        dh = v.shape[-1]
         self.key_range = (k.detach().amax(dim=2) - k.detach().amin(dim=2)).amax()
+        lam = self.decay()
+        if lam is not None:
+            lam = lam.to(q.dtype)
+        if state is not None:
+            log_a, mean = state.normalised()
+            log_a, mean = log_a.to(q.dtype), mean.to(q.dtype)
+        else:
+            log_a = torch.full((b, h, lh), -math.inf, dtype=q.dtype, device=q.device)
+            mean = torch.zeros(b, h, lh, dh, dtype=q.dtype, device=q.device)
+        ys = []
+        for c0 in range(0, t, CHUNK):
+            c1 = min(t, c0 + CHUNK)
+            y, log_a, mean = self._chunk(q[:, :, c0:c1], k[:, :, c0:c1], v[:, :, c0:c1],
+                                         lam, log_a, mean)
+            ys.append(y)
+        if state is not None:
+            state.set_normalised(log_a, mean)
+        y = torch.cat(ys, dim=2)  # (B,H,T,Dh)
+        return y.transpose(1, 2).reshape(b, t, h * dh)
+
+    def _chunk(self, q, k, v, lam, log_a, mean):
+        """One chunk of C tokens continuing from ``(log_a, mean)`` (the state after
+        the previous token: log normaliser and weighted mean value, per latent).
+
+        With rates lambda, token j of the chunk gets the key ``k'_j = k_j + lambda j``
+        and the carried state acts as one more token before the chunk with key
+        ``log_a - lambda`` and value ``mean`` (per latent); the common factor
+        ``exp(-lambda j)`` cancels between numerator and normaliser. VAPOR works in
+        the chunk's own frame: values turned back by ``theta j``, the carried mean
+        forward by ``theta``, outputs turned by ``theta j``.
+        """
+        c = q.shape[2]
+        j = torch.arange(c, dtype=q.dtype, device=q.device)
+        if lam is not None:
+            kp = k + lam[None, :, None, :] * j[None, None, :, None]
+            kv = log_a - lam[None]
+        else:
+            kp, kv = k, log_a
+        if self.theta is not None:
+            ang = j.double()[:, None] * self.theta.to(q.device)[None, :]  # (C, Dh/2), float64
+            v = rotate_pairs(v, -ang)
+            mean = rotate_pairs(mean, self.theta.to(q.device)[None, :])
+        # p(s|t) = sum_l softmax_l(q_t)_l * exp(k'_{s,l}) / A'_{t,l}, evaluated as
+        # exp(log p - log A' + c) @ exp(k' - c)^T with a per-latent constant c (the
+        # chunk's maximum key). Each product is at most 1 for s <= t; the clamps
+        # keep the factors finite while the chunk's key range stays below EXP_RANGE.
         log_p = torch.log_softmax(q, dim=-1)
-        log_alpha = torch.logcumsumexp(k, dim=2)
-        c = k.detach().amax(dim=2, keepdim=True)
-        left = torch.exp(torch.clamp(log_p - log_alpha + c, max=EXP_RANGE))
-        right = torch.exp(torch.clamp(k - c, min=-EXP_RANGE))
-        att = torch.tril(left @ right.transpose(-1, -2))  # (B,H,T,T)
-        y = att @ v  # (B,H,T,Dh)
+        log_cum = torch.logaddexp(kv[:, :, None, :], torch.logcumsumexp(kp, dim=2))  # log A'
+        cmax = kp.detach().amax(dim=2, keepdim=True)
+        left = torch.exp(torch.clamp(log_p - log_cum + cmax, max=EXP_RANGE))
+        right = torch.exp(torch.clamp(kp - cmax, min=-EXP_RANGE))
+        att = torch.tril(left @ right.transpose(-1, -2))  # (B,H,C,C)
+        y = att @ v  # (B,H,C,Dh)
+        carried = torch.isfinite(kv)
+        if bool(carried.any()):
+            coef = torch.exp(torch.where(carried[:, :, None, :], log_p - log_cum + kv[:, :, None, :],
+                                         torch.full_like(log_p, -math.inf)))
+            y = y + coef @ mean
+        # The state after the chunk's last token.
+        last = log_cum[:, :, -1, :]  # (B,H,Lh)
+        w = torch.exp(kp - last[:, :, None, :])  # (B,H,C,Lh), each <= 1
+        new_mean = w.transpose(-1, -2) @ v
+        w_old = torch.exp(torch.where(carried, kv - last, torch.full_like(kv, -math.inf)))
+        new_mean = new_mean + w_old[..., None] * mean
+        new_log_a = last - lam[None] * (c - 1) if lam is not None else last
         if self.theta is not None:
             y = rotate_pairs(y, ang)
-        return y.transpose(1, 2).reshape(b, t, d)
+            new_mean = rotate_pairs(new_mean, ang[-1][None, :])
+        return y, new_log_a, new_mean
 
     def step(self, x: torch.Tensor, st: LatteState) -> torch.Tensor:
         """Recurrent form for one token x: (B, D); updates ``st`` in place."""
@@ -171,8 +284,12 @@ class LatteMix(nn.Module):
         k = self.wk(x).to(dt).view(b, h, -1)
         v = self.wv(x).to(dt).view(b, h, -1)
         p = torch.softmax(q, dim=-1)
-        m_new = torch.maximum(st.m, k)
-        r = torch.exp(st.m - m_new)
+        m = st.m
+        lam = self.decay()
+        if lam is not None:
+            m = m - lam.to(dt)[None]
+        m_new = torch.maximum(m, k)
+        r = torch.exp(m - m_new)
         a = torch.exp(k - m_new)
         S = st.S
         if self.theta is not None:
@@ -202,8 +319,8 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         self.mlp = Mlp(cfg)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        h = h + self.latte(self.ln1(h))
+    def forward(self, h: torch.Tensor, state: Optional[LatteState] = None) -> torch.Tensor:
+        h = h + self.latte(self.ln1(h), state)
         return h + self.mlp(self.ln2(h))
 
     def step(self, h: torch.Tensor, st: LatteState) -> torch.Tensor:
@@ -236,14 +353,21 @@ class LatteLM(nn.Module):
             return None
         return sinusoidal_table(start + length, self.cfg.d_model)[start:].to(device)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (B, T) -> logits (B, T, V), parallel form."""
+    def forward(self, tokens: torch.Tensor, states: Optional[List[LatteState]] = None,
+                pos: int = 0) -> torch.Tensor:
+        """tokens (B, T) -> logits (B, T, V), parallel form.
+
+        With ``states`` (one per layer, from ``new_state`` or an earlier call), the
+        sequences continue from them at position ``pos`` and the states are updated
+        to the end of ``tokens``: a stream cut into windows gives the same logits as
+        one long sequence.
+        """
         h = self.tok_emb(tokens)
-        pe = self.pe(0, tokens.shape[1], tokens.device)
+        pe = self.pe(pos, tokens.shape[1], tokens.device)
         if pe is not None:
             h = h + pe[None]
-        for blk in self.blocks:
-            h = blk(h)
+        for i, blk in enumerate(self.blocks):
+            h = blk(h, None if states is None else states[i])
         return self.head(self.ln_f(h))
 
     def new_state(self, batch: int = 1, dtype=torch.float32) -> List[LatteState]:

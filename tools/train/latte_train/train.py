@@ -41,15 +41,16 @@ def load_bytes(path: Path) -> torch.Tensor:
 def bits_per_byte(model: LatteLM, data: torch.Tensor, seq: int, batch: int,
                   max_windows: int = 0) -> float:
     """Mean bits/byte over non-overlapping windows of ``seq + 1`` bytes, each window
-    starting from a fresh state (its first byte is context only)."""
+    starting from a fresh state (its first byte is context only). With
+    ``max_windows``, that many windows spread evenly over the whole text (the
+    validation text is several sources one after another)."""
     model.eval()
-    n_win = (len(data) - 1) // seq
-    if max_windows:
-        n_win = min(n_win, max_windows)
+    n_all = (len(data) - 1) // seq
+    n_win = min(n_all, max_windows) if max_windows else n_all
+    starts = [(i * n_all // n_win) * seq for i in range(n_win)]
     total, count = 0.0, 0
     for i in range(0, n_win, batch):
-        idx = torch.arange(i, min(i + batch, n_win)) * seq
-        x = torch.stack([data[j:j + seq + 1] for j in idx.tolist()])
+        x = torch.stack([data[j:j + seq + 1] for j in starts[i:i + batch]])
         logits = model(x[:, :-1])
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1),
                                reduction="sum")
@@ -57,6 +58,55 @@ def bits_per_byte(model: LatteLM, data: torch.Tensor, seq: int, batch: int,
         count += x[:, 1:].numel()
     model.train()
     return total / count / LN2
+
+
+class Lanes:
+    """Stream training: ``batch`` independent lanes, each reading consecutive windows
+    of one document with every layer's state carried from one window to the next
+    (detached). A lane restarts from a random position, with a fresh state, when its
+    next window would cross the end of its document or after ``windows`` windows.
+
+    The position passed to the model is 0 for every window: with positions "none"
+    or VAPOR nothing depends on it, and sinusoidal positions have no meaning past
+    the training length anyway."""
+
+    def __init__(self, model: LatteLM, batch: int, seq: int, windows: int, n_bytes: int,
+                 doc_starts: np.ndarray, gen: torch.Generator):
+        self.model, self.batch, self.seq, self.windows = model, batch, seq, windows
+        self.n_bytes, self.gen = n_bytes, gen
+        self.doc_ends = np.append(np.asarray(doc_starts[1:], dtype=np.int64), n_bytes)
+        self.pos = np.zeros(batch, dtype=np.int64)
+        self.end = np.zeros(batch, dtype=np.int64)
+        self.left = np.zeros(batch, dtype=np.int64)  # windows left; 0 = restart
+        self.states = model.new_state(batch, torch.float32)
+        self.restarts = 0
+
+    def _restart(self, i: int) -> None:
+        for _ in range(1000):
+            p = int(torch.randint(0, self.n_bytes - self.seq - 1, (1,), generator=self.gen))
+            end = int(self.doc_ends[np.searchsorted(self.doc_ends, p, side="right")])
+            if p + self.seq + 1 <= end:
+                break
+        else:  # documents shorter than a window: read across their boundaries
+            end = self.n_bytes
+        self.pos[i], self.end[i], self.left[i] = p, end, self.windows
+        self.restarts += 1
+
+    def next(self):
+        """Window starts (B,) and the states to continue from (reset where a lane restarts)."""
+        fresh = np.zeros(self.batch, dtype=bool)
+        for i in range(self.batch):
+            if self.left[i] == 0 or self.pos[i] + self.seq + 1 > self.end[i]:
+                self._restart(i)
+                fresh[i] = True
+        mask = torch.from_numpy(fresh)
+        for st in self.states:
+            st.detach_()
+            st.reset_(mask)
+        starts = torch.from_numpy(self.pos.copy())
+        self.pos += self.seq
+        self.left -= 1
+        return starts, self.states
 
 
 def main() -> None:
@@ -69,7 +119,14 @@ def main() -> None:
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--latents", type=int, default=64)
     ap.add_argument("--seq", type=int, default=256)
-    ap.add_argument("--pos", choices=["sinusoidal", "vapor"], default="sinusoidal")
+    ap.add_argument("--pos", choices=["sinusoidal", "vapor", "none"], default="sinusoidal")
+    ap.add_argument("--gate", choices=["none", "decay"], default="none",
+                    help="decay: a learned forgetting rate per latent (an extension of the paper's model)")
+    ap.add_argument("--decay-max", type=float, default=0.25, help="upper bound of the decay rates")
+    ap.add_argument("--stream-windows", type=int, default=0,
+                    help="carry each layer's state across up to N consecutive windows of a lane "
+                         "(truncated backpropagation through time; a lane restarts at a document "
+                         "boundary or after N windows). 0 = every window starts fresh")
     ap.add_argument("--vapor-base", type=float, default=10000.0)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=2400, help="number of steps (an upper bound with --minutes)")
@@ -106,7 +163,8 @@ def main() -> None:
 
     cfg = LatteConfig(d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,
                       n_latents=args.latents, max_seq_len=args.seq, pos_encoding=args.pos,
-                      vapor_base=args.vapor_base)
+                      vapor_base=args.vapor_base, latent_decay=args.gate == "decay",
+                      decay_max=args.decay_max)
     dev = torch.device(args.device)
     val_dev = val.to(dev)
     model = LatteLM(cfg).to(dev)
@@ -135,6 +193,11 @@ def main() -> None:
         return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
     amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=args.amp == "bf16")
+    lanes = None
+    if args.stream_windows:
+        docs_path = args.data / "train-docs.npy"
+        doc_starts = np.load(docs_path) if docs_path.is_file() else np.zeros(1, dtype=np.int64)
+        lanes = Lanes(model, args.batch, args.seq, args.stream_windows, len(train), doc_starts, gen)
     train_dev = train.to(dev)
     window = torch.arange(args.seq + 1, device=dev)
 
@@ -157,10 +220,15 @@ def main() -> None:
         lr = lr_at(step, el)
         for g in opt.param_groups:
             g["lr"] = lr
-        starts = torch.randint(0, len(train) - args.seq - 1, (args.batch,), generator=gen)
-        x = train_dev[starts.to(dev)[:, None] + window]
+        if lanes is None:
+            starts = torch.randint(0, len(train) - args.seq - 1, (args.batch,), generator=gen)
+            x = train_dev[starts.to(dev)[:, None] + window]
+            states = None
+        else:
+            starts, states = lanes.next()
+            x = train_dev[starts.to(dev)[:, None] + window]
         with amp:
-            logits = model(x[:, :-1])
+            logits = model(x[:, :-1], states, 0)
             loss = F.cross_entropy(logits.reshape(-1, cfg.vocab_size).float(), x[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
