@@ -28,19 +28,23 @@ def main() -> None:
     ap.add_argument("--heads", type=int, default=6)
     ap.add_argument("--latents", type=int, default=192)
     ap.add_argument("--seq", type=int, default=512)
-    ap.add_argument("--pos", choices=["sinusoidal", "vapor"], default="sinusoidal")
+    ap.add_argument("--pos", choices=["sinusoidal", "vapor", "none"], default="sinusoidal")
+    ap.add_argument("--gate", choices=["none", "decay"], default="none")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     try:
         cfg = LatteConfig(d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,
-                          n_latents=args.latents, max_seq_len=args.seq, pos_encoding=args.pos)
+                          n_latents=args.latents, max_seq_len=args.seq, pos_encoding=args.pos,
+                          latent_decay=args.gate == "decay")
     except ValueError as e:
         raise SystemExit(f"error: {e}")
     torch.manual_seed(args.seed)
     model = LatteLM(cfg)
     with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 1:
+        for name, p in model.named_parameters():
+            if name.endswith("decay_logit"):
+                p.normal_(0.0, 2.0)  # rates spread over (0, decay_max)
+            elif p.dim() == 1:
                 p.add_(0.1 * torch.randn_like(p))
     save_safetensors(model, args.out, name=args.name)
     print(f"wrote {args.out}: {model.num_params():,} parameters, random weights (seed {args.seed})")
