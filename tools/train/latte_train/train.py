@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from .model import EXP_RANGE, LatteConfig, LatteLM
 from .export import save_safetensors
@@ -109,6 +111,31 @@ class Lanes:
         return starts, self.states
 
 
+def distributed_setup(device: str):
+    """``(rank, world)``. Under ``torchrun`` (``WORLD_SIZE`` > 1) joins the process
+    group: gloo on CPU, NCCL on CUDA."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return dist.get_rank(), world
+
+
+def sync_flag(flag: bool, world: int) -> bool:
+    """True on every process if it is true on any (one collective call each)."""
+    if world <= 1:
+        return flag
+    t = torch.tensor([1 if flag else 0], dtype=torch.int64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def param_checksums(model: torch.nn.Module) -> dict:
+    """Per-tensor float64 sums and sums of squares, to compare processes' copies."""
+    return {k: [float(v.double().sum()), float((v.double() ** 2).sum())]
+            for k, v in model.state_dict().items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("data"), help="folder from latte_train.data")
@@ -150,8 +177,12 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
+    rank, world = distributed_setup(args.device)
+    lead = rank == 0  # the process that prints, evaluates and writes
+    if args.device.startswith("cuda") and world > 1:
+        args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    torch.manual_seed(args.seed)  # the same initial weights everywhere
+    gen = torch.Generator().manual_seed(args.seed + rank)  # each process its own batches
     for split in ("train", "val"):
         if not (args.data / f"{split}.txt").is_file():
             raise SystemExit(f"error: {args.data}/{split}.txt is missing; run "
@@ -167,9 +198,12 @@ def main() -> None:
                       decay_max=args.decay_max)
     dev = torch.device(args.device)
     val_dev = val.to(dev)
-    model = LatteLM(cfg).to(dev)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    raw = LatteLM(cfg).to(dev)
+    # Data parallel: every process trains on its own batches, gradients are
+    # averaged, so the copies stay equal (the effective batch is world * --batch).
+    model = DistributedDataParallel(raw) if world > 1 else raw
+    decay = [p for n, p in raw.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in raw.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.99))
@@ -197,15 +231,17 @@ def main() -> None:
     if args.stream_windows:
         docs_path = args.data / "train-docs.npy"
         doc_starts = np.load(docs_path) if docs_path.is_file() else np.zeros(1, dtype=np.int64)
-        lanes = Lanes(model, args.batch, args.seq, args.stream_windows, len(train), doc_starts, gen)
+        lanes = Lanes(raw, args.batch, args.seq, args.stream_windows, len(train), doc_starts, gen)
     train_dev = train.to(dev)
     window = torch.arange(args.seq + 1, device=dev)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"{args.name}: {model.num_params():,} parameters, config {cfg.to_json()}", flush=True)
-    print(f"train {len(train):,} bytes, val {len(val):,} bytes, device {dev}", flush=True)
+    say = (lambda *a, **k: print(*a, **k, flush=True)) if lead else (lambda *a, **k: None)
+    say(f"{args.name}: {raw.num_params():,} parameters, config {cfg.to_json()}")
+    say(f"train {len(train):,} bytes, val {len(val):,} bytes, device {dev}"
+        + (f", {world} processes (data parallel)" if world > 1 else ""))
     log = {"args": {k: str(v) for k, v in vars(args).items()}, "config": asdict(cfg),
-           "params": model.num_params(), "evals": []}
+           "params": raw.num_params(), "processes": world, "evals": []}
     t0 = time.time()
     tokens = 0
     best = math.inf
@@ -216,7 +252,8 @@ def main() -> None:
     step = 0
     while True:
         el = time.time() - t0
-        last = step == args.steps - 1 or (budget_s and step >= args.warmup and el >= budget_s)
+        last = sync_flag(step == args.steps - 1 or bool(budget_s and step >= args.warmup and el >= budget_s),
+                         world)
         lr = lr_at(step, el)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -234,12 +271,12 @@ def main() -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        tokens += x[:, 1:].numel()
-        if step % 20 == 0 or last:
+        tokens += x[:, 1:].numel() * world
+        if lead and (step % 20 == 0 or last):
             lv = loss.item()
             if not math.isfinite(lv):
                 raise SystemExit(f"error: loss became {lv} at step {step}")
-            keys = max(float(b.latte.key_range) for b in model.blocks)
+            keys = max(float(b.latte.key_range) for b in raw.blocks)
             widest_keys = max(widest_keys, keys)
             el = time.time() - t0
             frac = max(progress(step + 1, el), 1e-9)
@@ -247,29 +284,39 @@ def main() -> None:
             print(f"step {step:5d}/{args.steps}  loss {lv:.4f} ({lv / LN2:.3f} bits/byte)"
                   f"  lr {lr:.2e}  {tokens / el:,.0f} tok/s  key range {keys:.1f}"
                   f"  elapsed {el / 60:.1f} min  left {eta / 60:.1f} min", flush=True)
-        if (step + 1) % args.eval_every == 0 or last:
-            bpb = bits_per_byte(model, val_dev, args.seq, 64, args.eval_windows)
+        evaluate = (step + 1) % args.eval_every == 0 or last
+        if evaluate and lead:
+            bpb = bits_per_byte(raw, val_dev, args.seq, 64, args.eval_windows)
             log["evals"].append({"step": step + 1, "val_bpb_subset": bpb, "tokens": tokens,
                                  "seconds": time.time() - t0})
             mark = ""
             since_best += 1
             if bpb < best:
                 best, mark, since_best = bpb, " (best so far, kept)", 0
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in raw.state_dict().items()}
                 log["best_step"] = step + 1
-                save_safetensors(model, args.out / "model.safetensors", name=args.name)
+                save_safetensors(raw, args.out / "model.safetensors", name=args.name)
             print(f"  eval step {step + 1}: validation {bpb:.4f} bits/byte "
                   f"(first {args.eval_windows} windows){mark}", flush=True)
             if args.patience and since_best >= args.patience and not last:
                 print(f"  no better validation score in {since_best} evaluations: stopping", flush=True)
                 stopped_early = last = True
+        if evaluate and world > 1:
+            stopped_early = sync_flag(stopped_early, world)
+            last = last or stopped_early
         step += 1
         if last:
             break
     train_s = time.time() - t0
+    if world > 1:
+        # Every process's copy, to check that they agree (the smoke test does).
+        (args.out / f"params-rank{rank}.json").write_text(json.dumps(param_checksums(raw)) + "\n")
+        dist.destroy_process_group()
+        if not lead:
+            return
     if best_state is not None:
-        model.load_state_dict(best_state)
-    full = bits_per_byte(model, val_dev, args.seq, 64)
+        raw.load_state_dict(best_state)
+    full = bits_per_byte(raw, val_dev, args.seq, 64)
     log.update({"train_seconds": train_s, "steps": step, "tokens": tokens, "val_bpb": full,
                 "widest_key_range": widest_keys, "stopped_early": stopped_early})
     if widest_keys > EXP_RANGE:
@@ -279,7 +326,7 @@ def main() -> None:
     print(f"done in {train_s / 60:.1f} min, {step:,} steps, {tokens:,} tokens; validation {full:.4f} "
           f"bits/byte (all {(len(val) - 1) // args.seq} windows of {args.seq}, step {log.get('best_step')})",
           flush=True)
-    save_safetensors(model, args.out / "model.safetensors", name=args.name)
+    save_safetensors(raw, args.out / "model.safetensors", name=args.name)
     (args.out / "train_log.json").write_text(json.dumps(log, indent=2) + "\n")
 
 

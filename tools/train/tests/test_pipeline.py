@@ -256,3 +256,32 @@ def test_finishing_script_turns_the_device_output_into_model_files(tmp_path):
     res = subprocess.run(["bash", str(ROOT / "device" / "finish-latte-small.sh"), str(out), str(models)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and "no model-*-of-*.safetensors shards" in res.stderr
+
+
+def test_data_parallel_under_torchrun_keeps_the_copies_equal(tmp_path):
+    """Two processes (gloo on CPU) for a few steps: every parameter of the two
+    copies agrees at the end, and the lead process writes the model."""
+    data = _corpus(tmp_path, (b"It was the best of times, it was the worst of times. " * 400))
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "latte_train.train", "--data", str(data), "--out", str(out), "--steps", "4",
+           "--batch", "2", "--seq", "32", "--d-model", "32", "--layers", "1", "--heads", "2",
+           "--latents", "8", "--pos", "none", "--gate", "decay", "--eval-every", "2",
+           "--eval-windows", "4", "--threads", "1", "--warmup", "1", "--device", "cpu"]
+    res = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "2 processes (data parallel)" in res.stdout
+    a = json.loads((out / "params-rank0.json").read_text())
+    b = json.loads((out / "params-rank1.json").read_text())
+    assert a.keys() == b.keys() and len(a) > 10
+    for k in a:
+        assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-9), k
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["processes"] == 2 and log["tokens"] == 4 * 2 * 2 * 32
+    # The copies compared are trained ones: they moved away from the initial weights.
+    from latte_train.train import param_checksums
+    torch.manual_seed(1234)
+    init = param_checksums(LatteLM(LatteConfig(**log["config"])))
+    assert any(init[k] != pytest.approx(a[k], rel=1e-6) for k in a)
+    assert (out / "model.safetensors").is_file()
