@@ -11,6 +11,9 @@
 # and on this machine:
 #   tools/train/device/finish-latte-small.sh <files_at>
 #
+# The recipe is the default model's (latte-micro-decay): no positions, the decay
+# gate, the broad corpus. RECIPE overrides it (for example "--pos vapor").
+#
 # Knobs for a dry run on a CPU (all optional): MINUTES (training budget, default 7),
 # SIZE (model flags), BATCH (batch flags), DEVICE_ARGS (extra trainer flags),
 # OUT (default ./out), RUN_DIR (the trainer's folder), DATA_DIR (default data).
@@ -21,6 +24,7 @@ MINUTES=${MINUTES:-7}
 SIZE=${SIZE:---d-model 384 --layers 8 --heads 6 --latents 192}
 BATCH=${BATCH:---seq 512 --batch 64}
 DEVICE_ARGS=${DEVICE_ARGS:---amp bf16}
+RECIPE=${RECIPE:---pos none --gate decay}
 RUN=${RUN_DIR:-/tmp/latte-small-run}
 DATA=${DATA_DIR:-data}
 
@@ -40,7 +44,7 @@ log="$OUT/console.log"
   # shellcheck disable=SC2086
   python3 -m latte_train.train --data "$DATA" --out "$RUN" --name latte-small $SIZE $BATCH \
     --minutes "$MINUTES" --steps 1000000 --lr 2e-3 --warmup 200 --eval-every 500 \
-    --eval-windows 512 --patience 4 $DEVICE_ARGS
+    --eval-windows 512 --patience 4 $RECIPE $DEVICE_ARGS
   python3 -m latte_train.golden "$RUN/model.safetensors" -o "$OUT/golden.json"
   python3 -m latte_train.shards split "$RUN/model.safetensors" --max-mib 15 -o "$OUT"
   cp "$RUN/train_log.json" "$OUT/"
