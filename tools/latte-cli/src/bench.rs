@@ -9,6 +9,7 @@ use anyhow::{anyhow, ensure, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use latte_core::{KernelPath, Kernels, Model, Parallel, Sampler, SamplerConfig, Session};
 
+use crate::chart::{check_target, line_chart, ChartPoint, ChartText};
 use crate::mapped::Mapped;
 use crate::run::write_stdout;
 use crate::threads::{with_pool, Spawn};
@@ -305,26 +306,6 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_else(|| p.display().to_string())
 }
 
-/// Refuses, before the run, an output path that is a directory or in a
-/// directory that does not exist.
-fn check_target(flag: &str, path: &Path) -> Result<()> {
-    let shown = path.display();
-    ensure!(
-        !path.is_dir(),
-        "{flag} {shown} is a directory, expected a file name"
-    );
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    ensure!(
-        parent.is_dir(),
-        "{flag} {shown}: the directory {} does not exist",
-        parent.display()
-    );
-    Ok(())
-}
-
 pub fn csv(points: &[Point]) -> String {
     let mut s = String::from("context,median_us,mean_us,min_us,max_us,samples\n");
     for p in points {
@@ -337,149 +318,27 @@ pub fn csv(points: &[Point]) -> String {
     s
 }
 
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// A line plot of the median latency (y, microseconds, from 0) against
 /// the context length (x, log2 scale), with the min-max range shaded.
 pub fn svg(points: &[Point], title: &str) -> String {
-    let (w, h) = (720.0f64, 420.0f64);
-    let (left, right, top, bottom) = (70.0, 20.0, 40.0, 60.0);
-    let (pw, ph) = (w - left - right, h - top - bottom);
-    let lo = points.first().map_or(64.0, |p| p.context as f64).log2();
-    let hi = points
-        .last()
-        .map_or(128.0, |p| p.context as f64)
-        .log2()
-        .max(lo + 1.0);
-    let ymax_data = points.iter().map(|p| p.median_us).fold(0.0f64, f64::max);
-    let ymax = nice_ceiling(ymax_data * 1.25);
-    let x = |c: usize| left + (((c as f64).log2() - lo) / (hi - lo)) * pw;
-    let y = |v: f64| top + ph - (v / ymax).clamp(0.0, 1.0) * ph;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="14">Decode latency per token vs context: {}</text>"#,
-        w / 2.0,
-        xml_escape(title)
-    );
-    // Grid and y ticks.
-    for i in 0..=5 {
-        let v = ymax * i as f64 / 5.0;
-        let yy = y(v);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{left}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            left + pw,
-            left - 6.0,
-            yy + 4.0,
-            format_tick(v)
-        );
-    }
-    // x ticks: every context length.
-    for p in points {
-        let xx = x(p.context);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{xx:.1}" y1="{:.1}" x2="{xx:.1}" y2="{:.1}" stroke="#999"/><text x="{xx:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-            top + ph,
-            top + ph + 5.0,
-            top + ph + 18.0,
-            short_count(p.context)
-        );
-    }
-    // Axes.
-    let _ = writeln!(
-        s,
-        r#"<polyline points="{left},{top} {left},{:.1} {:.1},{:.1}" fill="none" stroke="black"/>"#,
-        top + ph,
-        left + pw,
-        top + ph
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">context length (tokens already in the state), log scale</text>"#,
-        left + pw / 2.0,
-        h - 18.0
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">microseconds per token (median)</text>"#,
-        top + ph / 2.0,
-        top + ph / 2.0
-    );
-    // Min-max band, then the median line and its points.
-    if !points.is_empty() {
-        let upper: Vec<String> = points
-            .iter()
-            .map(|p| format!("{:.1},{:.1}", x(p.context), y(p.max_us)))
-            .collect();
-        let lower: Vec<String> = points
-            .iter()
-            .rev()
-            .map(|p| format!("{:.1},{:.1}", x(p.context), y(p.min_us)))
-            .collect();
-        let _ = writeln!(
-            s,
-            r##"<polygon points="{} {}" fill="#4a90d9" fill-opacity="0.15" stroke="none"/>"##,
-            upper.join(" "),
-            lower.join(" ")
-        );
-        let line: Vec<String> = points
-            .iter()
-            .map(|p| format!("{:.1},{:.1}", x(p.context), y(p.median_us)))
-            .collect();
-        let _ = writeln!(
-            s,
-            r##"<polyline points="{}" fill="none" stroke="#1f5fa8" stroke-width="2"/>"##,
-            line.join(" ")
-        );
-        for p in points {
-            let _ = writeln!(
-                s,
-                r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="#1f5fa8"><title>{} tokens: {:.1} us</title></circle>"##,
-                x(p.context),
-                y(p.median_us),
-                p.context,
-                p.median_us
-            );
-        }
-    }
-    s.push_str("</svg>\n");
-    s
-}
-
-/// 1, 2 or 5 times a power of ten, at least `v` (and positive).
-fn nice_ceiling(v: f64) -> f64 {
-    if v.is_nan() || v <= 0.0 || !v.is_finite() {
-        return 1.0;
-    }
-    let p = 10f64.powf(v.log10().floor());
-    for m in [1.0, 2.0, 5.0, 10.0] {
-        if m * p >= v {
-            return m * p;
-        }
-    }
-    10.0 * p
-}
-
-fn format_tick(v: f64) -> String {
-    if v >= 100.0 || v == 0.0 {
-        format!("{v:.0}")
-    } else if v >= 1.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.3}")
-    }
+    let chart: Vec<ChartPoint> = points
+        .iter()
+        .map(|p| ChartPoint {
+            x: (p.context as f64).log2(),
+            tick: short_count(p.context),
+            y: Some(p.median_us),
+            band: Some((p.min_us, p.max_us)),
+            tip: format!("{} tokens: {:.1} us", p.context, p.median_us),
+        })
+        .collect();
+    line_chart(
+        &chart,
+        &ChartText {
+            title: &format!("Decode latency per token vs context: {title}"),
+            x_label: "context length (tokens already in the state), log scale",
+            y_label: "microseconds per token (median)",
+        },
+    )
 }
 
 /// 64, 1K, 64K.
@@ -517,8 +376,6 @@ mod tests {
         let c = csv(&pts);
         assert_eq!(c.lines().count(), 4);
         assert!(c.starts_with("context,median_us"));
-        assert_eq!(nice_ceiling(130.0), 200.0);
-        assert_eq!(nice_ceiling(0.0), 1.0);
         assert_eq!(short_count(65536), "64K");
     }
 }

@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 mod bench;
+mod chart;
 mod convert;
 mod inspect;
 mod mapped;
@@ -43,7 +44,8 @@ enum Command {
     Logits(LogitsArgs),
     /// Bits per byte and perplexity of a byte-level model over a text file;
     /// with --reference, also the mean KL divergence KL(reference || model)
-    /// per token and how often both models rank the same token first.
+    /// per token and how often both models rank the same token first; with
+    /// --buckets, bits per byte by position too (CSV and SVG plot on request).
     Perplexity(PerplexityArgs),
     /// Prefill speed (chunked, and token by token for comparison), decode
     /// speed, and per-token decode latency at context lengths 64, 128, ...
@@ -220,6 +222,20 @@ pub struct PerplexityArgs {
     /// Use only the first N bytes of the file.
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub max_bytes: Option<usize>,
+    /// Also report bits/byte by position of the scored byte (the bytes
+    /// before it since the last reset: the start of the text, or of its
+    /// --ctx window). EDGES are the upper ends of the ranges, increasing,
+    /// with k = 1024 and M = 1024^2; without a value: 256,1k,4k,16k,64k,
+    /// that is 0-256, 256-1k, 1k-4k, 4k-16k, 16k-64k and 64k+. KL and the
+    /// same-top rate stay overall.
+    #[arg(long, value_name = "EDGES", num_args = 0..=1, default_missing_value = perplexity::DEFAULT_BUCKETS, value_parser = perplexity::parse_buckets)]
+    pub buckets: Option<perplexity::BucketEdges>,
+    /// Write the --buckets table as CSV to FILE.
+    #[arg(long, value_name = "FILE", requires = "buckets")]
+    pub csv: Option<PathBuf>,
+    /// Write the --buckets table as an SVG plot to FILE.
+    #[arg(long, value_name = "FILE", requires = "buckets")]
+    pub svg: Option<PathBuf>,
     /// Print the results as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,

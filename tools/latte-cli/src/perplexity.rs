@@ -1,6 +1,8 @@
 //! `latte perplexity`: bits per byte over a text file, optionally against a
-//! reference model (KL divergence, same top token).
+//! reference model (KL divergence, same top token), and by position in the
+//! stream (`--buckets`).
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
@@ -9,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use latte_core::{Model, Session};
 use serde::Serialize;
 
+use crate::chart::{check_target, line_chart, ChartPoint, ChartText};
 use crate::mapped::Mapped;
 use crate::run::write_stdout;
 use crate::threads::{with_pool, Pool};
@@ -114,6 +117,98 @@ impl<'a> Scorer<'_, 'a> {
     }
 }
 
+/// `--buckets` without a value: the ranges 0-256, 256-1k, 1k-4k, 4k-16k,
+/// 16k-64k and 64k+.
+pub const DEFAULT_BUCKETS: &str = "256,1k,4k,16k,64k";
+
+/// The upper ends of the position ranges of `--buckets`, increasing, all
+/// above 0: edges `e1 < e2 < ...` make the ranges `[0, e1)`, `[e1, e2)`, ...
+/// and `[e_last, infinity)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketEdges(pub Vec<usize>);
+
+impl BucketEdges {
+    /// The range that holds position `pos`.
+    fn index(&self, pos: usize) -> usize {
+        self.0.partition_point(|&e| e <= pos)
+    }
+
+    /// `(from, to)` of every range; `to` is `None` for the open last one.
+    fn ranges(&self) -> Vec<(usize, Option<usize>)> {
+        let mut from = 0;
+        let mut out = Vec::with_capacity(self.0.len() + 1);
+        for &e in &self.0 {
+            out.push((from, Some(e)));
+            from = e;
+        }
+        out.push((from, None));
+        out
+    }
+}
+
+/// One position of `--buckets`: a whole number of bytes, optionally with a
+/// `k` (x 1024) or `M` (x 1024^2) suffix.
+fn parse_position(item: &str) -> Result<usize, String> {
+    let t = item.trim();
+    let (digits, scale) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1usize << 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 1usize << 20),
+        _ => (t, 1),
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.checked_mul(scale))
+        .ok_or_else(|| {
+            format!(
+                "`{item}` is not a position: bucket edges are whole numbers of bytes, \
+                 optionally with k (x1024) or M (x1048576), comma-separated and increasing, \
+                 e.g. --buckets {DEFAULT_BUCKETS}"
+            )
+        })
+}
+
+/// `--buckets EDGES`: comma-separated positions, each above 0 and above
+/// the one before.
+pub fn parse_buckets(s: &str) -> Result<BucketEdges, String> {
+    let mut edges: Vec<usize> = Vec::new();
+    let mut prev = "";
+    for item in s.split(',') {
+        let v = parse_position(item)?;
+        if v == 0 {
+            return Err(format!(
+                "`{}`: bucket edges must be above 0 (the first range always starts at \
+                 position 0), e.g. --buckets {DEFAULT_BUCKETS}",
+                item.trim()
+            ));
+        }
+        if let Some(&last) = edges.last() {
+            if v <= last {
+                return Err(format!(
+                    "`{}` after `{prev}`: bucket edges must increase strictly, e.g. --buckets \
+                     {DEFAULT_BUCKETS}",
+                    item.trim()
+                ));
+            }
+        }
+        edges.push(v);
+        prev = item.trim();
+    }
+    Ok(BucketEdges(edges))
+}
+
+/// `1k`, `64k`, `1M` for multiples of 1024 and 1024^2, else the number.
+fn short_position(p: usize) -> String {
+    if p > 0 && p.is_multiple_of(1 << 20) {
+        format!("{}M", p >> 20)
+    } else if p > 0 && p.is_multiple_of(1 << 10) {
+        format!("{}k", p >> 10)
+    } else {
+        p.to_string()
+    }
+}
+
 /// Totals over the scored bytes.
 #[derive(Default)]
 struct Sums {
@@ -122,6 +217,8 @@ struct Sums {
     kl_sum: f64,
     kl_max: f64,
     same: usize,
+    /// `(-ln p summed, bytes)` per position range of the edges.
+    by_position: Vec<(f64, usize)>,
 }
 
 /// Scores every window: each from the initial state, fed a chunk at a
@@ -129,6 +226,7 @@ struct Sums {
 /// bit those of feeding the bytes one by one).
 fn score<'a>(
     windows: &[&[u8]],
+    edges: &BucketEdges,
     runner: &mut Runner<'a>,
     reference: Option<&mut Runner<'a>>,
     pool: &Pool<'a>,
@@ -141,7 +239,10 @@ fn score<'a>(
         None => None,
     };
     let v = model.session.model().config().vocab_size;
-    let mut sums = Sums::default();
+    let mut sums = Sums {
+        by_position: vec![(0.0, 0); edges.0.len() + 1],
+        ..Default::default()
+    };
     let (mut lp, mut lq) = (Vec::new(), Vec::new());
     let mut done = 0usize;
     for w in windows {
@@ -174,6 +275,11 @@ fn score<'a>(
                     )
                 })?;
                 sums.nll -= lq[next];
+                // Position of the scored byte: the bytes before it since
+                // the last reset.
+                let bucket = &mut sums.by_position[edges.index(i + 1)];
+                bucket.0 -= lq[next];
+                bucket.1 += 1;
                 if let Some(rl) = ref_logits {
                     let ref_row = &rl[j * v..(j + 1) * v];
                     log_softmax(ref_row, &mut lp).ok_or_else(|| {
@@ -230,6 +336,18 @@ pub fn kl_divergence(log_p: &[f64], log_q: &[f64]) -> f64 {
         .max(0.0)
 }
 
+/// Bits per byte of the bytes scored at positions `from..to`.
+#[derive(Serialize, Debug)]
+struct Bucket {
+    range: String,
+    from: usize,
+    /// `None` (JSON `null`): no upper end.
+    to: Option<usize>,
+    bytes: usize,
+    /// `None` (JSON `null`) when no byte was scored in the range.
+    bits_per_byte: Option<f64>,
+}
+
 #[derive(Serialize, Debug, Default)]
 struct Report {
     model: String,
@@ -251,9 +369,18 @@ struct Report {
     kl_max: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     same_top_rate: Option<f64>,
+    /// With `--buckets`: by position of the scored byte (bytes before it
+    /// since the last reset: the start of the text, or of its window).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    buckets: Option<Vec<Bucket>>,
 }
 
 pub fn perplexity(args: &PerplexityArgs) -> Result<()> {
+    for (flag, path) in [("--csv", &args.csv), ("--svg", &args.svg)] {
+        if let Some(p) = path {
+            check_target(flag, p)?;
+        }
+    }
     let text = read_text(&args.file, args.max_bytes)?;
     let chunk = args.compute.chunk;
     let model_bytes = Mapped::open(&args.model)?;
@@ -290,8 +417,18 @@ pub fn perplexity(args: &PerplexityArgs) -> Result<()> {
         bar.set_style(style.progress_chars("=> "));
     }
     let start = Instant::now();
+    let no_buckets = BucketEdges(Vec::new());
+    let edges = args.buckets.as_ref().unwrap_or(&no_buckets);
     let sums = with_pool(args.compute.threads(), |pool| {
-        score(&windows, &mut runner, reference.as_mut(), pool, &bar, args)
+        score(
+            &windows,
+            edges,
+            &mut runner,
+            reference.as_mut(),
+            pool,
+            &bar,
+            args,
+        )
     })?;
     let Sums {
         nll,
@@ -299,6 +436,7 @@ pub fn perplexity(args: &PerplexityArgs) -> Result<()> {
         kl_sum,
         kl_max,
         same,
+        by_position,
     } = sums;
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
@@ -325,6 +463,32 @@ pub fn perplexity(args: &PerplexityArgs) -> Result<()> {
         report.kl_mean = Some(kl_sum / n);
         report.kl_max = Some(kl_max);
         report.same_top_rate = Some(same as f64 / n);
+    }
+    if args.buckets.is_some() {
+        let buckets: Vec<Bucket> = edges
+            .ranges()
+            .into_iter()
+            .zip(&by_position)
+            .map(|((from, to), &(nll, bytes))| Bucket {
+                range: match to {
+                    Some(t) => format!("{}-{}", short_position(from), short_position(t)),
+                    None => format!("{}+", short_position(from)),
+                },
+                from,
+                to,
+                bytes,
+                bits_per_byte: (bytes > 0).then(|| nll / bytes as f64 / std::f64::consts::LN_2),
+            })
+            .collect();
+        if let Some(p) = &args.csv {
+            std::fs::write(p, buckets_csv(&buckets))
+                .with_context(|| format!("cannot write {}", p.display()))?;
+        }
+        if let Some(p) = &args.svg {
+            std::fs::write(p, buckets_svg(&buckets, args))
+                .with_context(|| format!("cannot write {}", p.display()))?;
+        }
+        report.buckets = Some(buckets);
     }
     eprintln!(
         "scored {scored} bytes in {secs:.2} s ({:.0} bytes/s{})",
@@ -362,7 +526,90 @@ fn text_report(r: &Report) -> String {
             100.0 * st
         );
     }
+    if let Some(buckets) = &r.buckets {
+        let since = if r.mode == "continuous" {
+            "the start of the text"
+        } else {
+            "the start of its window"
+        };
+        let _ = writeln!(
+            s,
+            "by position (bytes before the scored byte since {since}):"
+        );
+        let _ = writeln!(s, "  {:<14} {:>10}  {:>9}", "range", "bytes", "bits/byte");
+        for b in buckets {
+            let bpb = match b.bits_per_byte {
+                Some(v) => format!("{v:.6}"),
+                None => "-".into(),
+            };
+            let _ = writeln!(s, "  {:<14} {:>10}  {:>9}", b.range, b.bytes, bpb);
+        }
+        let _ = writeln!(
+            s,
+            "  {:<14} {:>10}  {:>9.6}",
+            "all", r.scored, r.bits_per_byte
+        );
+    }
     s
+}
+
+/// The buckets as CSV: `range,from,to,bytes,bits_per_byte`, an empty `to`
+/// for the open last range and an empty `bits_per_byte` for a range with no
+/// byte scored.
+fn buckets_csv(buckets: &[Bucket]) -> String {
+    let mut s = String::from("range,from,to,bytes,bits_per_byte\n");
+    for b in buckets {
+        let to = b.to.map(|t| t.to_string()).unwrap_or_default();
+        let bpb = b
+            .bits_per_byte
+            .map(|v| format!("{v:.6}"))
+            .unwrap_or_default();
+        let _ = writeln!(s, "{},{},{to},{},{bpb}", b.range, b.from, b.bytes);
+    }
+    s
+}
+
+/// Bits per byte (y) against the position range (x, one step per range);
+/// ranges with no byte scored get a tick but no point.
+fn buckets_svg(buckets: &[Bucket], args: &PerplexityArgs) -> String {
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| p.display().to_string())
+    };
+    let points: Vec<ChartPoint> = buckets
+        .iter()
+        .enumerate()
+        .map(|(i, b)| ChartPoint {
+            x: i as f64,
+            tick: b.range.clone(),
+            y: b.bits_per_byte,
+            band: None,
+            tip: match b.bits_per_byte {
+                Some(v) => format!("{}: {} bytes, {v:.4} bits/byte", b.range, b.bytes),
+                None => format!("{}: no byte scored", b.range),
+            },
+        })
+        .collect();
+    let title = format!(
+        "Bits per byte by position: {} on {}",
+        name(&args.model),
+        name(&args.file)
+    );
+    let x_label = match args.ctx {
+        None => "position (bytes before the scored byte since the start of the text)".to_string(),
+        Some(c) => format!(
+            "position (bytes before the scored byte since the start of its {c}-byte window)"
+        ),
+    };
+    line_chart(
+        &points,
+        &ChartText {
+            title: &title,
+            x_label: &x_label,
+            y_label: "bits per byte",
+        },
+    )
 }
 
 #[cfg(test)]
@@ -385,5 +632,37 @@ mod tests {
         let want = 0.5 * 2f64.ln() + 0.5 * (2.0f64 / 3.0).ln();
         assert!((kl_divergence(&p, &q) - want).abs() < 1e-12);
         assert_eq!(kl_divergence(&p, &p), 0.0);
+    }
+
+    #[test]
+    fn bucket_edges() {
+        let d = parse_buckets(DEFAULT_BUCKETS).unwrap();
+        assert_eq!(d.0, [256, 1024, 4096, 16384, 65536]);
+        let labels: Vec<String> = d
+            .ranges()
+            .into_iter()
+            .map(|(f, t)| match t {
+                Some(t) => format!("{}-{}", short_position(f), short_position(t)),
+                None => format!("{}+", short_position(f)),
+            })
+            .collect();
+        assert_eq!(
+            labels,
+            ["0-256", "256-1k", "1k-4k", "4k-16k", "16k-64k", "64k+"]
+        );
+        assert_eq!((d.index(1), d.index(255), d.index(256)), (0, 0, 1));
+        assert_eq!(
+            (d.index(65535), d.index(65536), d.index(1 << 30)),
+            (4, 5, 5)
+        );
+        assert_eq!(parse_buckets(" 10 , 2K,1m").unwrap().0, [10, 2048, 1 << 20]);
+        assert_eq!(BucketEdges(Vec::new()).index(7), 0);
+        for bad in [
+            "", "1k,", "abc", "1kk", "k", "-5", "+5", "1.5k", "4k,1k", "8,8", "0", "0,8",
+        ] {
+            assert!(parse_buckets(bad).is_err(), "{bad}");
+        }
+        assert!(parse_buckets("99999999999999999999").is_err());
+        assert!(parse_buckets(&format!("{}M", usize::MAX)).is_err());
     }
 }

@@ -251,3 +251,253 @@ fn bad_input_is_a_clear_error() {
         &["vocabulary of 11 tokens", "byte-level"],
     );
 }
+
+/// `-ln p` of each scored byte of `text` run from the initial state, in
+/// order: entry `p - 1` is the byte at position `p` (`p` bytes before it).
+fn nll_by_position(model: &str, text: &str) -> Vec<f64> {
+    let rows = logits(model, text);
+    (1..text.len())
+        .map(|p| nll(&rows[p - 1..p], &text.as_bytes()[p - 1..=p]))
+        .collect()
+}
+
+fn buckets(v: &serde_json::Value) -> Vec<serde_json::Value> {
+    v["buckets"].as_array().expect("buckets").clone()
+}
+
+/// The byte counts add up to the bytes scored, and the byte-weighted mean
+/// of the buckets' bits/byte is the overall figure.
+#[track_caller]
+fn check_totals(got: &serde_json::Value) {
+    let b = buckets(got);
+    let bytes: u64 = b.iter().map(|x| x["bytes"].as_u64().unwrap()).sum();
+    assert_eq!(bytes, got["scored"].as_u64().unwrap(), "{got}");
+    let weighted: f64 = b
+        .iter()
+        .filter(|x| x["bytes"].as_u64().unwrap() > 0)
+        .map(|x| x["bytes"].as_u64().unwrap() as f64 * num(x, "bits_per_byte"))
+        .sum();
+    let overall = num(got, "bits_per_byte");
+    let mean = weighted / bytes as f64;
+    assert!(
+        (mean - overall).abs() <= 1e-12 * overall,
+        "{mean} vs {overall}"
+    );
+}
+
+#[test]
+fn buckets_split_the_continuous_score_by_position() {
+    let dir = TempDir::new("ppl-buckets");
+    let file = dir.path("text.txt");
+    std::fs::write(&file, TEXT).unwrap();
+    let f = file.to_str().unwrap();
+    let model = f32_model();
+    let per_byte = nll_by_position(&model, TEXT);
+    let got = perplexity(&["-m", &model, "-f", f, "--buckets", "16,32,1k"]);
+    check_totals(&got);
+    let b = buckets(&got);
+    let ranges: Vec<&str> = b.iter().map(|x| x["range"].as_str().unwrap()).collect();
+    assert_eq!(ranges, ["0-16", "16-32", "32-1k", "1k+"]);
+    // Positions 1..15, 16..31, 32..57, none.
+    for (x, (from, to)) in b.iter().zip([(1usize, 16usize), (16, 32), (32, 58)]) {
+        assert_eq!(x["bytes"], to - from, "{x}");
+        let want = per_byte[from - 1..to - 1].iter().sum::<f64>()
+            / (to - from) as f64
+            / std::f64::consts::LN_2;
+        let bpb = num(x, "bits_per_byte");
+        assert!((bpb - want).abs() <= 1e-9 * want, "{x}: {bpb} vs {want}");
+    }
+    assert_eq!(b[3]["bytes"], 0);
+    assert_eq!(b[3]["from"], 1024);
+    assert!(
+        b[3]["to"].is_null() && b[3]["bits_per_byte"].is_null(),
+        "{}",
+        b[3]
+    );
+
+    // The text report: every range, `-` for the empty one, and the total.
+    let text = ok(&latte([
+        "perplexity",
+        "-m",
+        &model,
+        "-f",
+        f,
+        "--buckets",
+        "16,32,1k",
+    ]));
+    assert!(!text.contains("NaN") && !text.contains("nan"), "{text}");
+    assert!(text.contains("since the start of the text"), "{text}");
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} row: {text}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<String>>()
+    };
+    assert_eq!(row("1k+")[1..], ["0", "-"]);
+    assert_eq!(row("0-16")[1], "15");
+    assert_eq!(
+        row("all")[1..],
+        ["57", &format!("{:.6}", num(&got, "bits_per_byte"))]
+    );
+
+    // Without a value: the default ranges; this short text lies in the first.
+    let got = perplexity(&["-m", &model, "-f", f, "--buckets"]);
+    check_totals(&got);
+    let b = buckets(&got);
+    let ranges: Vec<&str> = b.iter().map(|x| x["range"].as_str().unwrap()).collect();
+    assert_eq!(
+        ranges,
+        ["0-256", "256-1k", "1k-4k", "4k-16k", "16k-64k", "64k+"]
+    );
+    assert_eq!(b[0]["bytes"], 57);
+    assert_eq!(b[0]["bits_per_byte"], got["bits_per_byte"]);
+    assert!(b[1..].iter().all(|x| x["bits_per_byte"].is_null()));
+    // Without --buckets there is no table.
+    let got = perplexity(&["-m", &model, "-f", f]);
+    assert!(got.get("buckets").is_none(), "{got}");
+}
+
+#[test]
+fn buckets_with_windows_count_from_each_reset() {
+    let dir = TempDir::new("ppl-buckets-ctx");
+    let file = dir.path("text.txt");
+    std::fs::write(&file, TEXT).unwrap();
+    let f = file.to_str().unwrap();
+    let model = f32_model();
+    // Windows of 16 bytes (16 + 16 + 16 + 10): positions 1..15 in each of
+    // the first three, 1..9 in the last; buckets 0-8 and 8+.
+    let (mut low, mut high) = ((0.0, 0usize), (0.0, 0usize));
+    for w in TEXT.as_bytes().chunks(16) {
+        let per_byte = nll_by_position(&model, std::str::from_utf8(w).unwrap());
+        for (i, v) in per_byte.iter().enumerate() {
+            let b = if i + 1 < 8 { &mut low } else { &mut high };
+            b.0 += v;
+            b.1 += 1;
+        }
+    }
+    assert_eq!((low.1, high.1), (7 * 4, 8 * 3 + 2));
+    let got = perplexity(&["-m", &model, "-f", f, "--ctx", "16", "--buckets", "8"]);
+    check_totals(&got);
+    let b = buckets(&got);
+    for (x, (nll, n)) in b.iter().zip([low, high]) {
+        assert_eq!(x["bytes"], n, "{x}");
+        let want = nll / n as f64 / std::f64::consts::LN_2;
+        let bpb = num(x, "bits_per_byte");
+        assert!((bpb - want).abs() <= 1e-9 * want, "{x}: {bpb} vs {want}");
+    }
+    let text = ok(&latte([
+        "perplexity",
+        "-m",
+        &model,
+        "-f",
+        f,
+        "--ctx",
+        "16",
+        "--buckets",
+        "8,16",
+    ]));
+    assert!(text.contains("since the start of its window"), "{text}");
+    assert!(!text.contains("NaN"), "{text}");
+
+    // With a reference: the buckets, and KL and same-top overall.
+    let got = perplexity(&[
+        "-m",
+        &model,
+        "-f",
+        f,
+        "--ctx",
+        "16",
+        "--buckets",
+        "8",
+        "--reference",
+        &model,
+    ]);
+    check_totals(&got);
+    assert_eq!(num(&got, "kl_mean"), 0.0);
+}
+
+#[test]
+fn buckets_csv_and_svg() {
+    let dir = TempDir::new("ppl-buckets-files");
+    let file = dir.path("text.txt");
+    std::fs::write(&file, TEXT).unwrap();
+    let (csv, svg) = (dir.path("b.csv"), dir.path("b.svg"));
+    let model = f32_model();
+    let got = perplexity(&[
+        "-m",
+        &model,
+        "-f",
+        file.to_str().unwrap(),
+        "--buckets",
+        "16,32,1k",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows[0], ["range", "from", "to", "bytes", "bits_per_byte"]);
+    assert_eq!(rows.len(), 5, "{csv}");
+    assert_eq!(rows[1][..4], ["0-16", "0", "16", "15"]);
+    assert_eq!(rows[4], ["1k+", "1024", "", "0", ""]);
+    for (row, b) in rows[1..4].iter().zip(buckets(&got)) {
+        let v: f64 = row[4].parse().unwrap();
+        assert!((v - num(&b, "bits_per_byte")).abs() < 1e-6, "{row:?}");
+    }
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(!svg.contains("NaN"), "{svg}");
+    // A point per range with bytes, a tick per range.
+    assert_eq!(svg.matches("<circle").count(), 3);
+    assert!(svg.contains(">1k+</text>"), "{svg}");
+    assert!(svg.contains("latte-micro-f32.gguf on text.txt"), "{svg}");
+}
+
+#[test]
+fn bad_buckets_are_clear_errors() {
+    let dir = TempDir::new("ppl-buckets-errors");
+    let file = dir.path("text.txt");
+    std::fs::write(&file, TEXT).unwrap();
+    let f = file.to_str().unwrap();
+    let model = f32_model();
+    let run = |extra: &[&str]| {
+        let mut a = vec!["perplexity", "-m", &model, "-f", f];
+        a.extend_from_slice(extra);
+        latte(a)
+    };
+    for (value, needles) in [
+        ("4k,1k", &["`1k` after `4k`", "increase strictly"][..]),
+        ("256,256", &["increase strictly"]),
+        ("0", &["above 0"]),
+        ("0,256", &["above 0"]),
+        ("abc", &["`abc` is not a position"]),
+        ("1.5k", &["`1.5k` is not a position"]),
+        ("256,,1k", &["`` is not a position"]),
+        ("", &["is not a position"]),
+        ("99999999999999999999", &["is not a position"]),
+    ] {
+        let o = run(&["--buckets", value]);
+        let err = fails(&o, needles);
+        assert_eq!(o.status.code(), Some(2), "--buckets {value}: {err}");
+        assert!(err.contains("--buckets"), "{err}");
+    }
+    // The files need the table.
+    let o = run(&["--csv", dir.path("b.csv").to_str().unwrap()]);
+    fails(&o, &["--buckets"]);
+    assert_eq!(o.status.code(), Some(2));
+    fails(
+        &run(&[
+            "--buckets",
+            "--svg",
+            dir.path("no/such/dir/b.svg").to_str().unwrap(),
+        ]),
+        &["does not exist"],
+    );
+    fails(
+        &run(&["--buckets", "--csv", dir.dir().to_str().unwrap()]),
+        &["is a directory"],
+    );
+}
