@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Regenerates every board's expected.txt from the host reference and shows the diff.
+#
+#   boards/bless.sh
+#
+# For each board with an expected.txt, the model is the GGUF its build.rs names
+# (sbc-aarch64: the one its main.rs includes). The `greedy:` line is the PyTorch
+# reference's greedy continuation of the greedy prompt, from the golden.json next
+# to that model (float64 recurrence, never this runtime); the `sampled:` line is
+# what `latte run` prints on this host with the board's sampler settings (seed 42,
+# latte run's defaults). The prompts and lengths are read from
+# latte-board/src/lib.rs. Review the diff before committing: a changed greedy line
+# means the reference changed; a changed sampled line alone means the runtime's
+# bits changed.
+set -euo pipefail
+latte=${LATTE_BIN:+$(cd "$(dirname "$LATTE_BIN")" && pwd)/$(basename "$LATTE_BIN")}
+cd "$(dirname "$0")"
+root=$(cd .. && pwd)
+if [ -z "$latte" ]; then
+  (cd "$root" && cargo build --release --locked -p latte-cli)
+  latte=$root/target/release/latte
+fi
+python3 - "$latte" <<'EOF'
+import json, pathlib, re, subprocess, sys
+
+latte = sys.argv[1]
+lib = pathlib.Path("latte-board/src/lib.rs").read_text()
+def const(name):
+    m = re.search(rf'pub const {name}: &\[u8\] = b"((?:[^"\\]|\\.)*)";', lib)
+    if not m:
+        sys.exit(f"error: {name} not found in latte-board/src/lib.rs")
+    return m.group(1).encode().decode("unicode_escape").encode("latin-1")
+greedy_prompt, sampled_prompt = const("GREEDY_PROMPT"), const("SAMPLED_PROMPT")
+n = int(re.search(r"pub const N_GENERATE: usize = (\d+);", lib).group(1))
+
+def defmt_bytes(b: bytes) -> str:
+    """defmt's `{=[u8]:a}`: a Rust byte-string literal."""
+    out = []
+    for c in b:
+        ch = chr(c)
+        if ch == "\\": out.append("\\\\")
+        elif ch == '"': out.append('\\"')
+        elif ch == "\n": out.append("\\n")
+        elif ch == "\t": out.append("\\t")
+        elif ch == "\r": out.append("\\r")
+        elif 0x20 <= c < 0x7f: out.append(ch)
+        else: out.append(f"\\x{c:02x}")
+    return 'b"' + "".join(out) + '"'
+
+for exp in sorted(pathlib.Path(".").glob("*/expected.txt")):
+    board = exp.parent
+    src = (board / "build.rs") if (board / "build.rs").is_file() else (board / "src/main.rs")
+    m = re.search(r'models/([^"/]+)/([^"/]+\.gguf)', src.read_text())
+    if not m:
+        sys.exit(f"error: no model path in {src}")
+    model_dir = pathlib.Path("..") / "models" / m.group(1)
+    gguf = model_dir / m.group(2)
+    gold = json.loads((model_dir / "golden.json").read_text())
+    prompts = [p for p in gold["prompts"] if bytes(p["tokens"]) == greedy_prompt]
+    if not prompts or len(prompts[0]["greedy"]) < n:
+        sys.exit(f"error: {model_dir}/golden.json has no {n}-token greedy continuation of {greedy_prompt!r}")
+    greedy = bytes(prompts[0]["greedy"][:n])
+    run = subprocess.run([latte, "run", "-m", str(gguf), "-p", sampled_prompt.decode(), "-n", str(n),
+                          "--seed", "42"], capture_output=True, check=True)
+    if not run.stdout.startswith(sampled_prompt):
+        sys.exit(f"error: latte run did not echo the prompt: {run.stdout[:80]!r}")
+    sampled = run.stdout[len(sampled_prompt):]
+    exp.write_text(f"greedy: {defmt_bytes(greedy)}\nsampled: {defmt_bytes(sampled)}\n")
+    print(f"{board}: {gguf.name}")
+EOF
+git --no-pager diff --stat -- '*/expected.txt'
+git --no-pager diff -- '*/expected.txt'
