@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# Sets up what the checks need on a fresh machine, then runs every test:
-# the Rust workspace, the no_std builds for a Cortex-M target, the kernels under
-# qemu-user, the boards (boards/check.sh), and the reference trainer's tests.
+# Sets up what the checks need on a fresh machine, then runs every check:
+# formatting and clippy, the Rust workspace's tests, the no_std builds for a
+# Cortex-M target, the kernels under qemu-user, the boards (boards/check.sh),
+# and the reference trainer's tests.
 # Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "setup: Rust target for the no_std build, Python packages for the trainer"
+step "setup: Rust target for the no_std build, clippy and rustfmt, Python packages for the trainer"
 rustup target add thumbv7em-none-eabihf >/dev/null
+rustup component add clippy rustfmt >/dev/null
 if ! python3 -c "import torch, numpy, safetensors, pytest, gguf" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r tools/train/requirements.txt
 fi
+
+step "rust: formatting (cargo fmt --check) and clippy, warnings as errors"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "rust: workspace tests"
 cargo test --workspace --locked

@@ -1,4 +1,4 @@
-//! The official `StableScanLatte` layer fixture (spec §6.2, key "layer"):
+//! The official `StableScanLatte` layer fixture (`tests/fixtures/`, key "layer"):
 //! causal outputs of all tokens and the final state (S, n, m).
 
 mod common;
@@ -61,7 +61,7 @@ fn layer_fixture_outputs_and_final_state() {
     for (name, err) in errs {
         assert!(err < TOL, "final state {name}: max abs err {err:e}");
     }
-    // The spec's printed n and m (spec §6.2) agree with the JSON.
+    // The n and m printed in tests/fixtures/README.md agree with the JSON.
     assert!((st.n[0] as f64 - 4.063081027).abs() < TOL);
     assert!((st.m[5] as f64 - 1.008641303).abs() < TOL);
 }

@@ -1,4 +1,4 @@
-//! The official tiny-LM fixture (spec §6.2, key "lm"): logits at all 8
+//! The official tiny-LM fixture (`tests/fixtures/`, key "lm"): logits at all 8
 //! positions, through `from_parts` and through a GGUF file.
 
 mod common;

@@ -5,9 +5,11 @@
 use latte_core::{Config, LayerWeights, Matrix, Norm, Position, Weights};
 use serde_json::Value;
 
+/// Outputs of the official implementation (what they are and how they were
+/// computed: `tests/fixtures/README.md`).
 pub const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/fixtures/latte_official_fixture.json"
+    "/tests/fixtures/latte_official_fixture.json"
 );
 
 pub fn fixture() -> Value {
@@ -48,7 +50,7 @@ pub fn flax_kernel(n_in: usize, n_out: usize, f: impl Fn(f64, f64) -> f64) -> Ve
     w
 }
 
-/// Latte weights of the official fixtures (spec §6.2), `shift = 0.5 * li`
+/// Latte weights of the official fixtures (`tests/fixtures/README.md`), `shift = 0.5 * li`
 /// added inside every sin/cos after the constant. Returns (Wq, Wk, Wv, Wo)
 /// as (out, in) matrices for `D = 8`, `L = 6`.
 pub fn latte_weights(d: usize, l: usize, shift: f64) -> [Vec<f32>; 4] {
@@ -133,7 +135,7 @@ impl OwnedModel {
     }
 }
 
-/// The official tiny-LM fixture model (spec §6.2): V=11, D=8, H=2, L=6, 2 layers.
+/// The official tiny-LM fixture model (`tests/fixtures/README.md`): V=11, D=8, H=2, L=6, 2 layers.
 pub fn tiny_lm() -> OwnedModel {
     let (v, d, h, l, n, f) = (11usize, 8usize, 2usize, 6usize, 2usize, 32usize);
     let config = Config {
@@ -215,7 +217,7 @@ impl TestRng {
 pub fn random_model(config: Config, seed: u64) -> OwnedModel {
     let mut m = random_model_ungated(config, seed);
     if config.latent_decay {
-        let mut r = TestRng(seed ^ 0xDECA_4);
+        let mut r = TestRng(seed ^ 0x000D_ECA4);
         let l = config.n_latents;
         for w in &mut m.layers {
             w.decay = r.vec(l, 0.3).iter().map(|x| 0.3 + x).collect();

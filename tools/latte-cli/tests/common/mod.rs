@@ -135,7 +135,7 @@ pub fn safetensors(tensors: &[Tensor], metadata: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
-// ---- The tiny LM of the spec (§6.2): V=11, D=8, H=2, L=6, 2 layers, F=32 ----
+// ---- The official fixture's tiny LM: V=11, D=8, H=2, L=6, 2 layers, F=32 ----
 
 pub const V: usize = 11;
 pub const D: usize = 8;
@@ -355,12 +355,12 @@ pub fn write_st(dir: &TempDir, name: &str, tensors: &[Tensor], meta: &[(&str, &s
     p
 }
 
-/// The official fixture (`shared/fixtures/latte_official_fixture.json`), a
-/// sibling of the checkout.
+/// The official fixture (`crates/latte-core/tests/fixtures/`, with a README
+/// on what it holds and how it was computed).
 pub fn fixture() -> serde_json::Value {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/latte_official_fixture.json"
+        "/../../crates/latte-core/tests/fixtures/latte_official_fixture.json"
     );
     let text = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("cannot read the official fixture {path}: {e}"));
