@@ -12,7 +12,17 @@ layout). Two forms of the mixing layer are provided and tested equal:
 VAPOR (value rotations by relative position) is a configuration option. Its
 rotation pairs value dimensions ``(2i, 2i+1)`` inside each head and turns pair ``i``
 by ``theta_i = vapor_base ** (-2i / Dh)`` per step (RoPE's schedule). A VAPOR model
-drops the additive sinusoidal encoding.
+drops the additive sinusoidal encoding; ``pos_encoding="none"`` has no positions at
+all (order only from causality and, with it, the gate).
+
+The decay gate (``latent_decay``, an extension of the paper's model) gives latent l
+a rate ``lambda_l`` and weighs token s at time t by ``exp(k_s - lambda_l (t - s))``;
+the recurrence lets its running maximum decay with it (``m - lambda`` before the
+maximum), one subtraction per latent and step.
+
+The parallel form runs in chunks of ``CHUNK`` tokens and can continue from a state
+(stream training, truncated backpropagation through time); it equals the recurrence
+across window boundaries (``tests/test_stream.py``).
 """
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ import torch
 
 from latte_train.model import LatteConfig, LatteLM, LatteMix
 
-FIXTURE = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "latte_official_fixture.json"
+FIXTURE = (Path(__file__).resolve().parents[3] / "crates" / "latte-core" / "tests" / "fixtures"
+           / "latte_official_fixture.json")
 
 
 def load_fixture() -> dict:
