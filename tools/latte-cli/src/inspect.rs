@@ -108,6 +108,7 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
                 m.scratch_len(),
                 bytes_text(m.scratch_bytes() as u64)
             );
+            let _ = writeln!(out, "{}", gate_line(&m));
             let chunk = crate::DEFAULT_CHUNK;
             let _ = writeln!(
                 out,
@@ -121,6 +122,26 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
         }
     }
     write_stdout(out.as_bytes())
+}
+
+/// The decay gate: `decay gate no`, or `yes` with the range of the rates
+/// over every layer and latent.
+fn gate_line(m: &latte_core::Model<'_>) -> String {
+    let rates: Vec<f32> = (0..m.config().n_layers)
+        .filter_map(|i| m.latte_layer(i).and_then(|l| l.decay()))
+        .flatten()
+        .copied()
+        .collect();
+    if !m.config().latent_decay || rates.is_empty() {
+        return "decay gate no".to_string();
+    }
+    let lo = rates.iter().copied().fold(f32::INFINITY, f32::min);
+    let hi = rates.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    format!(
+        "decay gate yes, rates {lo}..{hi} per token over {} latents (an extension, not the \
+         official architecture)",
+        rates.len()
+    )
 }
 
 /// `288 bytes`, `7276 bytes (7.1 KiB)`.

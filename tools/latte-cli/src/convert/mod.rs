@@ -20,13 +20,16 @@ use serde::Deserialize;
 use crate::mapped::Mapped;
 use crate::{ConvertArgs, OutDtype};
 use quant::{Policy, TensorType};
-use scheme::{Hyper, Role, Scheme, LAYER_ROLES};
+use scheme::{Hyper, Role, Scheme, DECAY_AFTER, LAYER_ROLES};
 
 /// Safetensors metadata key holding the reference trainer's configuration.
 const TRAINER_CONFIG_KEY: &str = "latte.config";
 /// Most blocks a model file can hold: the reader takes at most
-/// `MAX_TENSORS` tensors, 12 per block plus 5 others.
-const MAX_LAYERS: u64 = (latte_gguf::MAX_TENSORS as u64 - 5) / 12;
+/// `MAX_TENSORS` tensors, 12 per block (13 with the decay gate) plus 5
+/// others.
+fn max_layers(gated: bool) -> u64 {
+    (latte_gguf::MAX_TENSORS as u64 - 5) / (12 + u64::from(gated))
+}
 /// Names listed in an error before the rest is counted.
 const LISTED: usize = 40;
 /// Safetensors metadata key holding the model name the trainer exported.
@@ -52,12 +55,18 @@ struct TrainerConfig {
     #[serde(default)]
     vapor_base: Option<f64>,
     ln_eps: f64,
+    /// The decay gate (an extension); absent in older checkpoints. The
+    /// trainer's `decay_max` (how it parametrises the rates) is not needed:
+    /// the checkpoint carries the rates themselves.
+    #[serde(default)]
+    latent_decay: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Positions {
     Sinusoidal,
     Vapor { base: f64 },
+    None,
 }
 
 /// Everything the model file's metadata needs.
@@ -67,6 +76,8 @@ struct Plan {
     context_length: u64,
     ln_eps: f32,
     positions: Positions,
+    /// `latte.latent_decay`: every block has `attn_decay`.
+    latent_decay: bool,
 }
 
 type Found<'d> = BTreeMap<(Option<u64>, Role), (String, TensorView<'d>)>;
@@ -97,10 +108,17 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
         Scheme::Flax => None,
     };
 
+    let gated = trainer_config.as_ref().is_some_and(|c| c.latent_decay);
+
     // Map every checkpoint name to a parameter; collect the strangers.
     let mut found: Found = BTreeMap::new();
     let mut unknown = Vec::new();
+    let mut skipped = Vec::new();
     for (name, view) in tensors {
+        if scheme.skipped(&name) {
+            skipped.push(name);
+            continue;
+        }
         match scheme.parse(&name) {
             Some(key) => {
                 if let Some((other, _)) = found.get(&key) {
@@ -126,9 +144,10 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
         "{shown} has no transformer blocks ({} scheme)",
         scheme
     );
+    let max = max_layers(gated);
     ensure!(
-        n_layers <= MAX_LAYERS,
-        "{shown}: {n_layers} layers is more than a model file can hold ({MAX_LAYERS})"
+        n_layers <= max,
+        "{shown}: {n_layers} layers is more than a model file can hold ({max})"
     );
     // Blocks past the configured count are not part of the model.
     let extra: Vec<_> = found
@@ -141,7 +160,8 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
             unknown.push(format!("{name} (the configuration has {n_layers} layers)"));
         }
     }
-    let order = file_order(n_layers);
+    check_decay(&found, &skipped, scheme, n_layers, gated, &shown)?;
+    let order = file_order(n_layers, gated);
     let missing: Vec<String> = order
         .iter()
         .filter(|k| !found.contains_key(k))
@@ -236,6 +256,11 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
         match plan.positions {
             Positions::Sinusoidal => "sinusoidal positions".to_string(),
             Positions::Vapor { base } => format!("VAPOR positions (base {base})"),
+            Positions::None => "no positions".to_string(),
+        } + if plan.latent_decay {
+            ", decay gate (an extension)"
+        } else {
+            ""
         }
     );
     Ok(())
@@ -272,11 +297,66 @@ fn check_output_path(input: &Path, output: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Parameters in model-file order (FORMAT.md).
-fn file_order(n_layers: u64) -> Vec<(Option<u64>, Role)> {
+/// The decay gate's tensors agree with the configuration: with
+/// `latent_decay` every block has its rates (`blocks.N.latte.decay`);
+/// without it no block has them (nor the trained `decay_logit`).
+fn check_decay(
+    found: &Found,
+    skipped: &[String],
+    scheme: Scheme,
+    n_layers: u64,
+    gated: bool,
+    shown: &str,
+) -> Result<()> {
+    if gated {
+        let missing: Vec<String> = (0..n_layers)
+            .filter(|&i| !found.contains_key(&(Some(i), Role::Decay)))
+            .map(|i| scheme.source_name(Some(i), Role::Decay))
+            .collect();
+        ensure!(
+            missing.is_empty(),
+            "{shown}: its {TRAINER_CONFIG_KEY} says \"latent_decay\": true (the decay gate) but \
+             the decay rates of {} of its {n_layers} layers are missing: {}; export the checkpoint \
+             with the reference trainer's save_safetensors, which writes each layer's rates \
+             (blocks.N.latte.decay) beside the trained decay_logit (only the rates are converted)",
+            missing.len(),
+            some(&missing)
+        );
+    } else {
+        let mut present: Vec<String> = found
+            .iter()
+            .filter(|((_, role), _)| *role == Role::Decay)
+            .map(|(_, (name, _))| name.clone())
+            .collect();
+        present.extend(skipped.iter().cloned());
+        ensure!(
+            present.is_empty(),
+            "{shown} holds decay-gate tensors ({}) but {}; a model without the gate has none \
+             (export the checkpoint again, with \"latent_decay\": true in its configuration if \
+             it was trained with the gate)",
+            some(&present),
+            match scheme {
+                Scheme::Trainer => format!(
+                    "its {TRAINER_CONFIG_KEY} does not say \"latent_decay\": true"
+                ),
+                Scheme::Flax => "the official Flax model has no decay gate".to_string(),
+            }
+        );
+    }
+    Ok(())
+}
+
+/// Parameters in model-file order (FORMAT.md); with the decay gate each
+/// block's `attn_decay` follows its `attn_output`.
+fn file_order(n_layers: u64, gated: bool) -> Vec<(Option<u64>, Role)> {
     let mut v = vec![(None, Role::TokEmb)];
     for i in 0..n_layers {
-        v.extend(LAYER_ROLES.iter().map(|&r| (Some(i), r)));
+        for &r in &LAYER_ROLES {
+            v.push((Some(i), r));
+            if gated && r == DECAY_AFTER {
+                v.push((Some(i), Role::Decay));
+            }
+        }
     }
     v.extend([Role::OutNormW, Role::OutNormB, Role::HeadW, Role::HeadB].map(|r| (None, r)));
     v
@@ -350,9 +430,16 @@ fn plan_from_trainer(c: &TrainerConfig, args: &ConvertArgs, shown: &str) -> Resu
             };
             Positions::Vapor { base }
         }
+        "none" => {
+            ensure!(
+                args.vapor_base.is_none(),
+                "--vapor-base applies to VAPOR models; {shown} uses no position encoding"
+            );
+            Positions::None
+        }
         other => bail!(
             "{shown}: pos_encoding `{other}` in {TRAINER_CONFIG_KEY} is not supported \
-             (sinusoidal or vapor are)"
+             (sinusoidal, vapor or none are)"
         ),
     };
     ensure!(
@@ -372,6 +459,7 @@ fn plan_from_trainer(c: &TrainerConfig, args: &ConvertArgs, shown: &str) -> Resu
         context_length: c.max_seq_len,
         ln_eps: c.ln_eps as f32,
         positions,
+        latent_decay: c.latent_decay,
     })
 }
 
@@ -413,6 +501,7 @@ fn plan_from_flax(found: &Found, args: &ConvertArgs, n_layers: u64) -> Result<Pl
         context_length: u64::from(args.context_length.unwrap_or(FLAX_DEFAULT_CONTEXT)),
         ln_eps: FLAX_LN_EPS,
         positions: Positions::Sinusoidal,
+        latent_decay: false,
     })
 }
 
@@ -530,16 +619,28 @@ fn convert_tensor<'d>(
         anyhow!("element {i} is {v}; the checkpoint holds non-finite weights")
     };
 
+    // Decay rates forget the past; a negative one would amplify it.
+    let negative_rate = |values: &mut dyn Iterator<Item = f32>| -> Result<()> {
+        if role == Role::Decay {
+            if let Some((i, v)) = values.enumerate().find(|(_, v)| *v < 0.0) {
+                bail!("element {i} is {v}; decay rates must be >= 0");
+            }
+        }
+        Ok(())
+    };
+
     if view.dtype() == safetensors::Dtype::F32 && !transposed && out == TensorType::F32 {
         if let Some(hit) = decode::first_non_finite(decode::f32_le(view.data())) {
             return Err(bad(hit));
         }
+        negative_rate(&mut decode::f32_le(view.data()))?;
         return Ok((ne, GgmlType::F32, Cow::Borrowed(view.data())));
     }
     let mut values = decode::to_f32(view.dtype(), view.data())?;
     if let Some(hit) = decode::first_non_finite(values.iter().copied()) {
         return Err(bad(hit));
     }
+    negative_rate(&mut values.iter().copied())?;
     if transposed {
         values = decode::transpose(&values, shape[0], shape[1]);
     }
@@ -571,6 +672,7 @@ fn add_metadata(w: &mut GgufWriter<'_>, p: &Plan, name: &str) -> Result<()> {
     w.add_f32("latte.attention.layer_norm_epsilon", p.ln_eps)?;
     match p.positions {
         Positions::Sinusoidal => w.add_string("latte.position_encoding", "sinusoidal")?,
+        Positions::None => w.add_string("latte.position_encoding", "none")?,
         Positions::Vapor { base } => {
             w.add_string("latte.position_encoding", "vapor")?;
             w.add_f32_array(
@@ -578,6 +680,9 @@ fn add_metadata(w: &mut GgufWriter<'_>, p: &Plan, name: &str) -> Result<()> {
                 vapor_frequencies(base, hp.d_model / hp.n_heads),
             )?;
         }
+    }
+    if p.latent_decay {
+        w.add_bool("latte.latent_decay", true)?;
     }
     if hp.vocab == 256 {
         w.add_string("tokenizer.ggml.model", "bytes")?;
@@ -631,12 +736,22 @@ mod tests {
 
     #[test]
     fn order_matches_format() {
-        let o = file_order(2);
+        let o = file_order(2, false);
         assert_eq!(o.len(), 1 + 2 * 12 + 4);
         let names: Vec<String> = o.iter().map(|&(l, r)| r.gguf_name(l)).collect();
         assert_eq!(names[0], "token_embd.weight");
         assert_eq!(names[1], "blk.0.attn_norm.weight");
         assert_eq!(names[13], "blk.1.attn_norm.weight");
         assert_eq!(names[28], "output.bias");
+        let o = file_order(2, true);
+        assert_eq!(o.len(), 1 + 2 * 13 + 4);
+        let names: Vec<String> = o.iter().map(|&(l, r)| r.gguf_name(l)).collect();
+        assert_eq!(names[6], "blk.0.attn_output.weight");
+        assert_eq!(names[7], "blk.0.attn_decay");
+        assert_eq!(names[14], "blk.1.attn_norm.weight");
+        assert_eq!(names[20], "blk.1.attn_decay");
+        assert_eq!(names[30], "output.bias");
+        assert_eq!(max_layers(false), 340);
+        assert_eq!(max_layers(true), 314);
     }
 }

@@ -33,6 +33,8 @@ pub enum Role {
     OutNormB,
     HeadW,
     HeadB,
+    /// The decay gate's rates (an extension; trainer checkpoints only).
+    Decay,
 }
 
 /// The parameters of one block, in file order.
@@ -50,6 +52,9 @@ pub const LAYER_ROLES: [Role; 12] = [
     Role::DownW,
     Role::DownB,
 ];
+
+/// Where a gated block's rates go in the file: after `attn_output`.
+pub const DECAY_AFTER: Role = Role::O;
 
 /// Dimension symbols, for messages such as `[L=6, D=8]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +127,7 @@ impl Role {
             Role::UpB => SymShape::Vector(F),
             Role::DownW => SymShape::Matrix(D, F),
             Role::DownB => SymShape::Vector(D),
+            Role::Decay => SymShape::Vector(L),
             Role::AttnNormW
             | Role::AttnNormB
             | Role::FfnNormW
@@ -155,6 +161,7 @@ impl Role {
             Role::UpB => "ffn_up.bias",
             Role::DownW => "ffn_down.weight",
             Role::DownB => "ffn_down.bias",
+            Role::Decay => "attn_decay",
         };
         format!("blk.{}.{suffix}", layer.unwrap_or(0))
     }
@@ -199,7 +206,12 @@ const TRAINER_LAYER: &[(&str, Role)] = &[
     ("mlp.fc1.bias", Role::UpB),
     ("mlp.fc2.weight", Role::DownW),
     ("mlp.fc2.bias", Role::DownB),
+    ("latte.decay", Role::Decay),
 ];
+/// Per-block trainer tensors that are not parameters of the model file: the
+/// decay gate's trained parameter (the rates, `latte.decay`, are derived
+/// from it and exported beside it).
+const TRAINER_LAYER_SKIPPED: &[&str] = &["latte.decay_logit"];
 
 const FLAX_GLOBAL: &[(&str, Role)] = &[
     ("Encoder_0/Embed_0/embedding", Role::TokEmb),
@@ -278,6 +290,20 @@ impl Scheme {
         }
         let &(_, role) = layer.iter().find(|(n, _)| *n == suffix)?;
         Some((Some(i), role))
+    }
+
+    /// Whether a checkpoint name is a known tensor that is not converted
+    /// (the trainer's `blocks.N.latte.decay_logit`).
+    pub fn skipped(self, name: &str) -> bool {
+        match self {
+            Scheme::Trainer => name
+                .strip_prefix(TRAINER_LAYER_PREFIX)
+                .and_then(|rest| rest.split_once('.'))
+                .is_some_and(|(index, suffix)| {
+                    index.parse::<u64>().is_ok() && TRAINER_LAYER_SKIPPED.contains(&suffix)
+                }),
+            Scheme::Flax => false,
+        }
     }
 
     /// The checkpoint name of a parameter (without any `params/` prefix).
@@ -359,6 +385,18 @@ mod tests {
             Some((Some(0), Role::DownW))
         );
         assert_eq!(Role::Q.gguf_name(Some(2)), "blk.2.attn_q.weight");
+        assert_eq!(
+            t.parse("blocks.1.latte.decay"),
+            Some((Some(1), Role::Decay))
+        );
+        assert_eq!(t.source_name(Some(1), Role::Decay), "blocks.1.latte.decay");
+        assert_eq!(Role::Decay.gguf_name(Some(1)), "blk.1.attn_decay");
+        assert_eq!(t.parse("blocks.1.latte.decay_logit"), None);
+        assert!(t.skipped("blocks.1.latte.decay_logit"));
+        assert!(!t.skipped("blocks.1.latte.decay"));
+        assert!(!t.skipped("blocks.x.latte.decay_logit"));
+        assert!(!f.skipped("blocks.1.latte.decay_logit"));
+        assert_eq!(f.parse("Encoder_0/TransBlock_0/StableScanLatte_0/decay"), None);
         assert!(f.transposed(Role::O) && !f.transposed(Role::TokEmb) && !t.transposed(Role::O));
     }
 
