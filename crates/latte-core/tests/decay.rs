@@ -77,9 +77,9 @@ fn definition(
             for head in 0..h {
                 let qh = &q[t][head * lh..(head + 1) * lh];
                 let z: f64 = qh.iter().map(|x| x.exp()).sum();
-                for j in 0..lh {
+                for (j, qj) in qh.iter().enumerate() {
                     let i = head * lh + j;
-                    let p = qh[j].exp() / z;
+                    let p = qj.exp() / z;
                     let lambda = rates[i] as f64;
                     let mut num = vec![0.0f64; dh];
                     let mut den = 0.0f64;
@@ -223,7 +223,10 @@ fn gated_layer_step_matches_the_quadratic_definition_on_every_kernel_path() {
         // The gate matters: the same layer without it is far from the
         // definition with it (and matches the definition with zero rates).
         let plain = run_layer(&c, &Kernels::scalar(), None, theta32);
-        assert!(max_err(&plain, &want) > 1e-2, "case {i}: the gate did nothing");
+        assert!(
+            max_err(&plain, &want) > 1e-2,
+            "case {i}: the gate did nothing"
+        );
         let zero = vec![0.0f32; l];
         let want_plain = definition(&c.xs, &c.w, (d, h, l), &zero, &theta);
         assert!(max_err(&plain, &want_plain) < 1e-5, "case {i}: no gate");
@@ -690,10 +693,7 @@ fn position_none_loads_and_other_names_are_refused() {
     let m = load(&p).unwrap();
     assert_eq!(m.config().position, Position::None);
     assert!(!m.config().latent_decay);
-    p.set(
-        "latte.position_encoding",
-        MetaValue::String("None".into()),
-    );
+    p.set("latte.position_encoding", MetaValue::String("None".into()));
     refused(&p, Error::UnknownPositionEncoding, &["\"none\""]);
 }
 

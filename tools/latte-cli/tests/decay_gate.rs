@@ -98,7 +98,10 @@ fn run_prompts(model: &Model<'_>, gold: &Value) -> Vec<PromptRun> {
 }
 
 /// Largest `|a - b|` over rows of logits.
-fn max_diff<'x>(a: impl IntoIterator<Item = &'x [f32]>, b: impl IntoIterator<Item = Vec<f64>>) -> f64 {
+fn max_diff<'x>(
+    a: impl IntoIterator<Item = &'x [f32]>,
+    b: impl IntoIterator<Item = Vec<f64>>,
+) -> f64 {
     a.into_iter()
         .zip(b)
         .flat_map(|(x, y)| {
@@ -116,7 +119,13 @@ fn golden_rows(p: &Value) -> Vec<Vec<f64>> {
         .as_array()
         .expect("logits")
         .iter()
-        .map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect())
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        })
         .collect()
 }
 
@@ -189,7 +198,10 @@ fn trainer_gated_model_matches_its_golden_in_f32_and_q8_0() {
             let rates = f32_values(&g, &format!("blk.{layer}.attn_decay"));
             let want = checkpoint_rates(&src, layer);
             assert_eq!(rates.len(), 16);
-            assert!(rates.iter().map(|x| x.to_bits()).eq(want.iter().map(|x| x.to_bits())));
+            assert!(rates
+                .iter()
+                .map(|x| x.to_bits())
+                .eq(want.iter().map(|x| x.to_bits())));
         }
         assert!(g.tensors().all(|t| !t.name.contains("logit")));
         let model = Model::from_gguf(bytes).unwrap();
@@ -224,7 +236,10 @@ fn trainer_gated_model_matches_its_golden_in_f32_and_q8_0() {
             }
             _ => {
                 let tol = 0.03 * scale;
-                assert!(worst <= tol, "{dtype}: logits differ by {worst:e} (> {tol:e})");
+                assert!(
+                    worst <= tol,
+                    "{dtype}: logits differ by {worst:e} (> {tol:e})"
+                );
                 // Along the golden continuation the f32 file (checked above)
                 // stands in for the reference's logits.
                 let reference = f32_runs.as_ref().expect("f32 first");
@@ -233,8 +248,16 @@ fn trainer_gated_model_matches_its_golden_in_f32_and_q8_0() {
                 for ((r, f), p) in runs.iter().zip(reference).zip(prompts) {
                     let want = tokens(&p["greedy"]);
                     for ((q, fr), &t) in r.forced.iter().zip(&f.forced).zip(&want) {
-                        assert_eq!(argmax(fr), t as usize, "the f32 file leaves the golden path");
-                        let d = q.iter().zip(fr).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                        assert_eq!(
+                            argmax(fr),
+                            t as usize,
+                            "the f32 file leaves the golden path"
+                        );
+                        let d = q
+                            .iter()
+                            .zip(fr)
+                            .map(|(a, b)| (a - b).abs())
+                            .fold(0.0, f32::max);
                         worst_forced = worst_forced.max(d as f64);
                         total += 1;
                         agree += usize::from(argmax(q) == t as usize);
@@ -248,8 +271,14 @@ fn trainer_gated_model_matches_its_golden_in_f32_and_q8_0() {
                     "{dtype} fed the golden continuation: logits within {worst_forced:e} of f32, \
                      same top token at {agree} of {total} positions, all {checked} clear ones"
                 );
-                assert!(worst_forced <= tol, "{dtype}: {worst_forced:e} along the continuation");
-                assert!(checked >= total / 4, "too few clear positions to check: {checked}");
+                assert!(
+                    worst_forced <= tol,
+                    "{dtype}: {worst_forced:e} along the continuation"
+                );
+                assert!(
+                    checked >= total / 4,
+                    "too few clear positions to check: {checked}"
+                );
             }
         }
     }
@@ -390,7 +419,10 @@ fn rates_are_stored_f32_and_exact_whatever_the_dtype() {
         for layer in 0..LAYERS {
             let t = g.tensor(&format!("blk.{layer}.attn_decay")).unwrap();
             assert_eq!(t.shape(), &[L as u64][..], "{extra:?}");
-            assert_eq!(f32_values(&g, &format!("blk.{layer}.attn_decay")), rates(layer));
+            assert_eq!(
+                f32_values(&g, &format!("blk.{layer}.attn_decay")),
+                rates(layer)
+            );
         }
         // 12 tensors per block and the rates, plus the 5 others.
         assert_eq!(g.tensor_count(), 5 + LAYERS * 13, "{extra:?}");
@@ -482,7 +514,12 @@ fn gate_in_the_config_but_rates_missing_is_an_error() {
         .into_iter()
         .filter(|t| t.name != "blocks.1.latte.decay")
         .collect();
-    let err = convert_fails(&dir, &t, &cfg, &["1 of its 2 layers", "blocks.1.latte.decay"]);
+    let err = convert_fails(
+        &dir,
+        &t,
+        &cfg,
+        &["1 of its 2 layers", "blocks.1.latte.decay"],
+    );
     assert!(!err.contains("blocks.0.latte.decay"), "{err}");
 }
 

@@ -336,9 +336,8 @@ fn check_decay(
              it was trained with the gate)",
             some(&present),
             match scheme {
-                Scheme::Trainer => format!(
-                    "its {TRAINER_CONFIG_KEY} does not say \"latent_decay\": true"
-                ),
+                Scheme::Trainer =>
+                    format!("its {TRAINER_CONFIG_KEY} does not say \"latent_decay\": true"),
                 Scheme::Flax => "the official Flax model has no decay gate".to_string(),
             }
         );

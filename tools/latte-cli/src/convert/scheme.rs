@@ -396,7 +396,10 @@ mod tests {
         assert!(!t.skipped("blocks.1.latte.decay"));
         assert!(!t.skipped("blocks.x.latte.decay_logit"));
         assert!(!f.skipped("blocks.1.latte.decay_logit"));
-        assert_eq!(f.parse("Encoder_0/TransBlock_0/StableScanLatte_0/decay"), None);
+        assert_eq!(
+            f.parse("Encoder_0/TransBlock_0/StableScanLatte_0/decay"),
+            None
+        );
         assert!(f.transposed(Role::O) && !f.transposed(Role::TokEmb) && !t.transposed(Role::O));
     }
 
