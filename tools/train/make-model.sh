@@ -14,7 +14,8 @@
 #
 # Optional: LATTE_BIN (a built latte; default: build target/release/latte),
 # DATA_DIR (default tools/train/data), TEXTS (default "test test-modern"),
-# THREADS (default 2).
+# THREADS (default 2), COMPARE (other GGUF files scored the same way, continuous
+# and restarted every 256 bytes, for the card's comparison).
 set -euo pipefail
 if [ $# -ne 2 ] || [ ! -f "$1/model.safetensors" ]; then
   echo "usage: $0 RUN_DIR MODEL_DIR   (RUN_DIR: a trainer output folder with model.safetensors)" >&2
@@ -86,6 +87,19 @@ for run in ("f32-continuous", "f32-ctx256", "f16-continuous", "q8_0-continuous",
     print("      " + "  ".join(f"{b['range']}: {b['bits_per_byte']:.3f}"
                               for b in r.get("buckets", []) if b["bits_per_byte"] is not None))
 EOF
+  for other in ${COMPARE:-}; do
+    o=$(basename "$other" .gguf)
+    for mode in continuous ctx256; do
+      flag=(); [ $mode = ctx256 ] && flag=(--ctx 256)
+      $latte perplexity -m "$other" -f "$text" -t "$threads" "${flag[@]}" --buckets --json > "$ev/$t-$o-$mode.json"
+      python3 - "$ev/$t-$o-$mode.json" "$o $mode" >> "$summary" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+rows = "  ".join(f"{b['range']}: {b['bits_per_byte']:.3f}" for b in r["buckets"] if b["bits_per_byte"] is not None)
+print(f"  {sys.argv[2]:32s} {r['bits_per_byte']:.4f} bits/byte   {rows}")
+PY
+    done
+  done
 done
 cat "$summary"
 echo "== sha256"
