@@ -12,7 +12,8 @@
 //! of dependent adds, one cycle each; see `benches/dot.rs`). The `tsc` mode
 //! reads the time-stamp counter around single calls instead, exactly as
 //! ggml's `test-quantize-perf` does, so that the two can be compared number
-//! for number (TSC ticks, not core cycles).
+//! for number (TSC ticks, not core cycles); `tools/ggml-compare.sh` builds and
+//! runs both in one go.
 
 #[path = "common/clock.rs"]
 mod clock;
