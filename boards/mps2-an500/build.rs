@@ -1,6 +1,6 @@
 fn main() {
     latte_board_build::configure(latte_board_build::Board {
-        model: "../../models/latte-micro/latte-micro-q8_0.gguf",
+        model: "../../models/latte-micro-decay/latte-micro-decay-q8_0.gguf",
         model_region: "FLASH",
         model_section: None,
         stack_reserve: 32 * 1024,

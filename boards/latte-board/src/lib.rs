@@ -74,7 +74,7 @@ pub trait Counter {
 }
 
 /// The prompt of the greedy line: one of the reference prompts of
-/// `models/latte-micro/golden.json`, whose greedy continuation by the
+/// `models/latte-micro-decay/golden.json`, whose greedy continuation by the
 /// PyTorch reference is the expected output.
 pub const GREEDY_PROMPT: &[u8] = b"And God said, Let there be light";
 /// The prompt of the sampled line.

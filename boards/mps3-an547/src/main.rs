@@ -1,4 +1,4 @@
-//! latte-micro on QEMU's mps3-an547 (Cortex-M55): the Q8_0 model read in
+//! latte-micro-decay on QEMU's mps3-an547 (Cortex-M55): the Q8_0 model read in
 //! place from the SRAM (see memory.x), state and scratch in statics sized for it at build
 //! time, text and costs logged through defmt over semihosting.
 #![no_std]

@@ -1,4 +1,4 @@
-//! latte-micro (Q4_0, 8-bit embedding and head) on the nRF52840-DK
+//! latte-micro-decay (Q4_0, 8-bit embedding and head) on the nRF52840-DK
 //! (Cortex-M4F, 64 MHz): the model read in place from the 1 MiB flash, state
 //! and scratch in the 256 KiB RAM. Logs over defmt-rtt.
 #![no_std]

@@ -1,4 +1,4 @@
-//! latte-micro (Q8_0) on the Nucleo-H743ZI (STM32H743, Cortex-M7): the model
+//! latte-micro-decay (Q8_0) on the Nucleo-H743ZI (STM32H743, Cortex-M7): the model
 //! read in place from the 2 MiB internal flash, state and scratch in the
 //! 128 KiB DTCM, caches on, the core at its reset clock (64 MHz HSI; see
 //! README.md). Logs over defmt-rtt.

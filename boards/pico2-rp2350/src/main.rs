@@ -1,4 +1,4 @@
-//! latte-micro (Q8_0) on the Raspberry Pi Pico 2 (RP2350, Cortex-M33): the
+//! latte-micro-decay (Q8_0) on the Raspberry Pi Pico 2 (RP2350, Cortex-M33): the
 //! model read in place from the 4 MiB QSPI flash (execute-in-place, cached),
 //! state and scratch in the 520 KiB SRAM, the core at the clock the boot ROM
 //! leaves it (see README.md). Logs over defmt-rtt.

@@ -1,9 +1,9 @@
-//! latte-micro on an aarch64 Linux single-board computer: the model file is
+//! latte-micro-decay on an aarch64 Linux single-board computer: the model file is
 //! memory-mapped (read in place, like flash on a microcontroller), the
 //! kernels are picked at run time (NEON, or NEON with `sdot` on Cortex-A76
 //! class cores such as the Raspberry Pi 5), and the demo of the
 //! microcontroller boards runs: a greedy line (the reference continuation of
-//! `models/latte-micro/golden.json`) and a sampled line (what `latte run`
+//! `models/latte-micro-decay/golden.json`) and a sampled line (what `latte run`
 //! prints with its defaults and seed 42), then decode speed.
 //!
 //!     sbc-aarch64 [MODEL.gguf]
@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use latte_core::{Model, Sampler, SamplerConfig, Session};
 
-const DEFAULT_MODEL: &str = "../../models/latte-micro/latte-micro-q8_0.gguf";
+const DEFAULT_MODEL: &str = "../../models/latte-micro-decay/latte-micro-decay-q8_0.gguf";
 const GREEDY_PROMPT: &[u8] = b"And God said, Let there be light";
 const SAMPLED_PROMPT: &[u8] = b"It was a dark and stormy night";
 const N: usize = 64;

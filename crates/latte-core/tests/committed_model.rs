@@ -1,4 +1,4 @@
-//! The committed `models/latte-micro` (and `models/latte-micro-vapor`) against
+//! The committed `models/latte-micro` (and `models/latte-micro-vapor`, `models/latte-micro-decay`) against
 //! golden outputs of the PyTorch reference (its recurrent form in float64, `tools/train/latte_train/golden.py`):
 //! logits after every prompt byte within 1e-4, and the same greedy continuation.
 
@@ -125,4 +125,18 @@ fn vapor_model_matches_reference_logits_and_greedy_text() {
     assert_eq!(model.config().position, latte_core::Position::Vapor);
     let worst = check_file_in(&dir, "latte-micro-vapor-f32.gguf", 1e-4, true);
     eprintln!("latte-micro-vapor-f32.gguf: max |logit error| = {worst:e}");
+}
+
+#[test]
+fn decay_model_matches_reference_logits_and_greedy_text() {
+    // The default model: positions none, the decay gate (an extension).
+    let dir = format!("{MODELS}/latte-micro-decay");
+    let words = aligned(&format!("{dir}/latte-micro-decay-f32.gguf"));
+    let model = Model::from_gguf(bytemuck::cast_slice::<u32, u8>(&words)).expect("loads");
+    assert_eq!(model.config().position, latte_core::Position::None);
+    assert!(model.config().latent_decay);
+    let worst = check_file_in(&dir, "latte-micro-decay-f32.gguf", 1e-4, true);
+    eprintln!("latte-micro-decay-f32.gguf: max |logit error| = {worst:e}");
+    let worst = check_file_in(&dir, "latte-micro-decay-f16.gguf", 5e-2, false);
+    eprintln!("latte-micro-decay-f16.gguf: max |logit error| = {worst:e}");
 }

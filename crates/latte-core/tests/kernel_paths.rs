@@ -24,6 +24,8 @@ const SAMPLED: SamplerConfig = SamplerConfig {
     seed: 42,
 };
 const BOARDS: &[&str] = &["mps2-an386", "mps2-an500", "mps3-an547", "sbc-aarch64"];
+/// The model the boards run (its Q8_0 file) and whose golden text they print.
+const BOARD_MODEL: &str = "latte-micro-decay";
 
 fn aligned(path: &str) -> Vec<u32> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
@@ -57,8 +59,8 @@ fn generate(model: &Model<'_>, cfg: SamplerConfig, prompt: &str, n: usize) -> Ve
     out
 }
 
-fn golden_greedy(prompt: &str) -> Vec<u8> {
-    let path = format!("{ROOT}/models/latte-micro/golden.json");
+fn golden_greedy(model: &str, prompt: &str) -> Vec<u8> {
+    let path = format!("{ROOT}/models/{model}/golden.json");
     let gold: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let p = gold["prompts"]
         .as_array()
@@ -117,9 +119,11 @@ fn expected(board: &str, key: &str) -> Vec<u8> {
 
 #[test]
 fn every_kernel_path_generates_the_same_text_as_the_reference_and_the_boards() {
-    let words = aligned(&format!("{ROOT}/models/latte-micro/latte-micro-q8_0.gguf"));
+    let words = aligned(&format!(
+        "{ROOT}/models/{BOARD_MODEL}/{BOARD_MODEL}-q8_0.gguf"
+    ));
     let bytes = bytemuck::cast_slice::<u32, u8>(&words);
-    let reference = golden_greedy(GREEDY_PROMPT);
+    let reference = golden_greedy(BOARD_MODEL, GREEDY_PROMPT);
     for k in paths() {
         let model = Model::from_gguf(bytes).unwrap().with_kernels(k);
         let name = k.path().name();
@@ -146,16 +150,18 @@ fn every_kernel_path_generates_the_same_text_as_the_reference_and_the_boards() {
 
 #[test]
 fn greedy_text_is_identical_on_every_path_for_every_golden_prompt() {
-    let gold: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("{ROOT}/models/latte-micro/golden.json")).unwrap(),
-    )
-    .unwrap();
-    for file in [
-        "latte-micro-f32.gguf",
-        "latte-micro-f16.gguf",
-        "latte-micro-q4_0.gguf",
+    for (dir, file) in [
+        ("latte-micro", "latte-micro-f32.gguf"),
+        ("latte-micro", "latte-micro-f16.gguf"),
+        ("latte-micro", "latte-micro-q4_0.gguf"),
+        ("latte-micro-decay", "latte-micro-decay-f32.gguf"),
+        ("latte-micro-decay", "latte-micro-decay-q4_0.gguf"),
     ] {
-        let words = aligned(&format!("{ROOT}/models/latte-micro/{file}"));
+        let gold: Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{ROOT}/models/{dir}/golden.json")).unwrap(),
+        )
+        .unwrap();
+        let words = aligned(&format!("{ROOT}/models/{dir}/{file}"));
         let bytes = bytemuck::cast_slice::<u32, u8>(&words);
         for p in gold["prompts"].as_array().unwrap() {
             let prompt = p["text"].as_str().unwrap();
