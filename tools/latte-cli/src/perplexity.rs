@@ -402,7 +402,9 @@ pub fn perplexity(args: &PerplexityArgs) -> Result<()> {
 
     let longest = windows.iter().map(|w| w.len()).max().unwrap_or(0);
     let trained = runner.model.config().context_length;
-    if longest > trained {
+    // A model without positions has none past its training length to warn of.
+    let positional = runner.model.config().position != latte_core::Position::None;
+    if positional && longest > trained {
         eprintln!(
             "note: {} runs to position {}, past the model's training context of {trained}; \
              positions past it were never trained on (--ctx {trained} scores windows within it)",

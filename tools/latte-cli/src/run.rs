@@ -235,7 +235,8 @@ fn generate<'a>(
     let total = u64::try_from(tokens.len().saturating_add(args.n_predict))
         .unwrap_or(u64::MAX)
         .saturating_add(restored_at);
-    if total > cfg.context_length as u64 {
+    // A model without positions has none past its training length to warn of.
+    if cfg.position != latte_core::Position::None && total > cfg.context_length as u64 {
         eprintln!(
             "note: {total} positions exceed the model's training context of {}; positions past \
              it were never trained on",

@@ -501,3 +501,29 @@ fn bad_buckets_are_clear_errors() {
         &["is a directory"],
     );
 }
+
+#[test]
+fn the_training_length_note_is_for_models_with_positions_only() {
+    // 300 bytes: past both models' training length of 256.
+    let text = "It was a dark and stormy night; the rain fell in torrents. ".repeat(5);
+    let tmp = TempDir::new("note");
+    let file = tmp.path("text.txt");
+    std::fs::write(&file, &text).unwrap();
+    let file = file.to_str().unwrap();
+    let with = latte(["perplexity", "-m", &f32_model(), "-f", file]);
+    ok(&with);
+    assert!(stderr(&with).contains("past the model's training context of 256"));
+    let decay = format!("{DIR}-decay/latte-micro-decay-q8_0.gguf");
+    let without = latte(["perplexity", "-m", &decay, "-f", file]);
+    ok(&without);
+    assert!(
+        !stderr(&without).contains("training context"),
+        "{}",
+        stderr(&without)
+    );
+    let run = latte([
+        "run", "-m", &decay, "-p", "Hello", "-n", "300", "--seed", "1",
+    ]);
+    ok(&run);
+    assert!(!stderr(&run).contains("training context"));
+}
