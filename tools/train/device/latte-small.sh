@@ -14,7 +14,12 @@
 # The recipe is the default model's (latte-micro-decay): no positions, the decay
 # gate, the broad corpus. RECIPE overrides it (for example "--pos vapor").
 #
-# Knobs for a dry run on a CPU (all optional): MINUTES (training budget, default 7),
+# The same call trains the default micro model longer than a CPU can (its card's
+# targets want more than 100 CPU minutes): NAME=latte-micro-decay
+# SIZE="--d-model 128 --layers 6 --heads 4 --latents 64" BATCH="--seq 256 --batch 64";
+# then tools/train/make-model.sh on the joined checkpoint.
+#
+# Knobs for a dry run on a CPU (all optional): NAME (default latte-small), MINUTES (training budget, default 7),
 # SIZE (model flags), BATCH (batch flags), DEVICE_ARGS (extra trainer flags),
 # OUT (default ./out), RUN_DIR (the trainer's folder), DATA_DIR (default data).
 set -euo pipefail
@@ -25,7 +30,8 @@ SIZE=${SIZE:---d-model 384 --layers 8 --heads 6 --latents 192}
 BATCH=${BATCH:---seq 512 --batch 64}
 DEVICE_ARGS=${DEVICE_ARGS:---amp bf16}
 RECIPE=${RECIPE:---pos none --gate decay}
-RUN=${RUN_DIR:-/tmp/latte-small-run}
+NAME=${NAME:-latte-small}
+RUN=${RUN_DIR:-/tmp/$NAME-run}
 DATA=${DATA_DIR:-data}
 
 for f in train.txt val.txt manifest.json; do
@@ -42,7 +48,7 @@ log="$OUT/console.log"
   python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())'
   echo "corpus manifest:"; cat "$DATA/manifest.json"
   # shellcheck disable=SC2086
-  python3 -m latte_train.train --data "$DATA" --out "$RUN" --name latte-small $SIZE $BATCH \
+  python3 -m latte_train.train --data "$DATA" --out "$RUN" --name "$NAME" $SIZE $BATCH \
     --minutes "$MINUTES" --steps 1000000 --lr 2e-3 --warmup 200 --eval-every 500 \
     --eval-windows 512 --patience 4 $RECIPE $DEVICE_ARGS
   python3 -m latte_train.golden "$RUN/model.safetensors" -o "$OUT/golden.json"
