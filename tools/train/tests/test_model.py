@@ -8,12 +8,7 @@ from fixture_weights import fixture_lm, layer_inputs, load_fixture, load_latte
 
 
 
-@pytest.fixture(autouse=True)
-def float64_default():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 def official_layer():

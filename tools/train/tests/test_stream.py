@@ -12,12 +12,7 @@ from latte_train.model import CHUNK, LatteConfig, LatteLM, LatteMix, LatteState
 from latte_train.train import Lanes
 
 
-@pytest.fixture(autouse=True)
-def float64_default():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64_default")
 
 
 def gated_mix(seed, pos="none", d=16, h=2, l=8):
