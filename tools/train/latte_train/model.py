@@ -4,8 +4,8 @@ Parameter-compatible with the official implementation (StableScanLatte inside
 pre-LayerNorm transformer blocks; see crates/latte-gguf/FORMAT.md for the exported
 layout). Two forms of the mixing layer are provided and tested equal:
 
-* ``forward`` -- the parallel (training) form, numerically stable through a
-  log-cumulative-sum-exp normaliser evaluated in float64;
+* ``forward`` -- the parallel (training) form, in chunks whose exponentials are
+  scaled by each latent's largest key, so the normaliser is a cumulative sum;
 * ``step`` -- the recurrent form with the running-max state ``(S, n, m)`` that the
   Rust runtime implements, one token at a time.
 
@@ -257,29 +257,32 @@ class LatteMix(nn.Module):
             ang = j.double()[:, None] * self.theta.to(q.device)[None, :]  # (C, Dh/2), float64
             v = rotate_pairs(v, -ang)
             mean = rotate_pairs(mean, self.theta.to(q.device)[None, :])
-        # p(s|t) = sum_l softmax_l(q_t)_l * exp(k'_{s,l}) / A'_{t,l}, evaluated as
-        # exp(log p - log A' + c) @ exp(k' - c)^T with a per-latent constant c (the
-        # chunk's maximum key). Each product is at most 1 for s <= t; the clamps
-        # keep the factors finite while the chunk's key range stays below EXP_RANGE.
-        log_p = torch.log_softmax(q, dim=-1)
-        log_cum = torch.logaddexp(kv[:, :, None, :], torch.logcumsumexp(kp, dim=2))  # log A'
-        cmax = kp.detach().amax(dim=2, keepdim=True)
-        left = torch.exp(torch.clamp(log_p - log_cum + cmax, max=EXP_RANGE))
-        right = torch.exp(torch.clamp(kp - cmax, min=-EXP_RANGE))
+        # p(s|t) = sum_l softmax_l(q_t)_l * exp(k'_{s,l}) / A'_{t,l}. Everything is
+        # scaled by exp(-c), c the per-latent maximum of the chunk's keys and the
+        # carried key, so each factor is at most 1: the cumulative normaliser is a
+        # plain cumulative sum instead of a logcumsumexp. The clamp keeps the factors
+        # above exp(-EXP_RANGE), exact while the chunk's key range stays below
+        # EXP_RANGE (far terms below it are dropped, as in the recurrence's float32).
+        p = torch.softmax(q, dim=-1)
+        cmax = torch.maximum(kp.detach().amax(dim=2), kv.detach())[:, :, None, :]  # (B,H,1,Lh)
+        right = torch.exp(torch.clamp(kp - cmax, min=-EXP_RANGE))  # exp(k' - c), (B,H,C,Lh)
+        carried = torch.isfinite(kv)
+        sv = torch.exp(kv[:, :, None, :] - cmax)  # exp(k_state - c), 0 for an empty state
+        den = torch.cumsum(right, dim=2)  # A' exp(-c), > 0
+        if bool(carried.any()):
+            den = den + sv
+        left = p / den
         att = torch.tril(left @ right.transpose(-1, -2))  # (B,H,C,C)
         y = att @ v  # (B,H,C,Dh)
-        carried = torch.isfinite(kv)
         if bool(carried.any()):
-            coef = torch.exp(torch.where(carried[:, :, None, :], log_p - log_cum + kv[:, :, None, :],
-                                         torch.full_like(log_p, -math.inf)))
-            y = y + coef @ mean
+            y = y + (left * sv) @ mean
         # The state after the chunk's last token.
-        last = log_cum[:, :, -1, :]  # (B,H,Lh)
-        w = torch.exp(kp - last[:, :, None, :])  # (B,H,C,Lh), each <= 1
-        new_mean = w.transpose(-1, -2) @ v
-        w_old = torch.exp(torch.where(carried, kv - last, torch.full_like(kv, -math.inf)))
-        new_mean = new_mean + w_old[..., None] * mean
-        new_log_a = last - lam[None] * (c - 1) if lam is not None else last
+        last = den[:, :, -1:, :]  # (B,H,1,Lh)
+        new_mean = (right / last).transpose(-1, -2) @ v
+        if bool(carried.any()):
+            new_mean = new_mean + (sv / last).transpose(-1, -2) * mean
+        log_last = (torch.log(last) + cmax)[:, :, 0, :]  # log A' after the last token
+        new_log_a = log_last - lam[None] * (c - 1) if lam is not None else log_last
         if self.theta is not None:
             y = rotate_pairs(y, ang)
             new_mean = rotate_pairs(new_mean, ang[-1][None, :])

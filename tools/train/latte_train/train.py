@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from .model import EXP_RANGE, LatteConfig, LatteLM
-from .export import save_safetensors
+from .export import load_safetensors, save_safetensors
 
 LN2 = math.log(2.0)
 
@@ -168,6 +168,9 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=0,
                     help="stop after this many evaluations without a better validation score (0 = never)")
     ap.add_argument("--eval-windows", type=int, default=256, help="validation windows at each eval")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start from this model.safetensors (same configuration) instead of "
+                         "random weights; the optimiser and the schedule start afresh")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -198,7 +201,19 @@ def main() -> None:
                       decay_max=args.decay_max)
     dev = torch.device(args.device)
     val_dev = val.to(dev)
-    raw = LatteLM(cfg).to(dev)
+    raw = LatteLM(cfg)
+    if args.init is not None:
+        try:
+            start, _ = load_safetensors(args.init)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"error: --init {args.init}: {e}")
+        if start.cfg != cfg:
+            diff = ", ".join(f"{k} {v!r} in the file, {getattr(cfg, k)!r} here"
+                             for k, v in asdict(start.cfg).items() if getattr(cfg, k) != v)
+            raise SystemExit(f"error: --init {args.init} has another configuration ({diff}); "
+                             f"pass the same shape, --seq, --pos and --gate flags")
+        raw.load_state_dict(start.state_dict())
+    raw = raw.to(dev)
     # Data parallel: every process trains on its own batches, gradients are
     # averaged, so the copies stay equal (the effective batch is world * --batch).
     model = DistributedDataParallel(raw) if world > 1 else raw
@@ -238,6 +253,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     say = (lambda *a, **k: print(*a, **k, flush=True)) if lead else (lambda *a, **k: None)
     say(f"{args.name}: {raw.num_params():,} parameters, config {cfg.to_json()}")
+    if args.init is not None:
+        say(f"weights from {args.init}")
     say(f"train {len(train):,} bytes, val {len(val):,} bytes, device {dev}"
         + (f", {world} processes (data parallel)" if world > 1 else ""))
     log = {"args": {k: str(v) for k, v in vars(args).items()}, "config": asdict(cfg),

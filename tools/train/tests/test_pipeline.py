@@ -129,6 +129,32 @@ def test_time_budget_ends_training_and_keeps_the_best(tmp_path):
     assert log["widest_key_range"] > 0
 
 
+def test_init_continues_from_a_model_and_refuses_another_shape(tmp_path):
+    torch.manual_seed(5)
+    cfg = LatteConfig(d_model=16, n_layers=1, n_heads=2, n_latents=4, max_seq_len=32,
+                      pos_encoding="none", latent_decay=True)
+    start = LatteLM(cfg)
+    with torch.no_grad():
+        for prm in start.parameters():
+            prm.add_(0.5)  # far from any fresh initialisation
+    save_safetensors(start, tmp_path / "start.safetensors")
+    text = b"continue from where the last run stopped. " * 200
+    # With a learning rate of zero the written model is the one it started from.
+    _train_tiny(tmp_path, text, "--init", str(tmp_path / "start.safetensors"), "--pos", "none",
+                "--gate", "decay", "--seq", "32", "--batch", "2", "--steps", "2", "--lr", "0",
+                "--eval-every", "1")
+    out, _ = load_safetensors(tmp_path / "run" / "model.safetensors")
+    for (ka, va), (kb, vb) in zip(start.state_dict().items(), out.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb), ka
+    res = subprocess.run([sys.executable, "-m", "latte_train.train", "--data", str(tmp_path / "data"),
+                          "--out", str(tmp_path / "other"), "--d-model", "16", "--layers", "1",
+                          "--heads", "2", "--latents", "4", "--seq", "32", "--pos", "vapor",
+                          "--init", str(tmp_path / "start.safetensors"), "--steps", "1"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and "another configuration" in res.stderr
+    assert "pos_encoding" in res.stderr and "Traceback" not in res.stderr
+
+
 def test_bf16_autocast_keeps_the_mixing_in_float32():
     torch.manual_seed(2)
     cfg = LatteConfig(d_model=32, n_layers=2, n_heads=2, n_latents=8)
