@@ -146,7 +146,7 @@ pub fn run<C: Counter>(
 
 /// Feeds `prompt`, then generates `out.len()` tokens with `cfg`.
 fn generate<C: Counter>(
-    session: &mut Session<'_, '_, '_>,
+    session: &mut Session<'_, '_>,
     cfg: SamplerConfig,
     prompt: &[u8],
     out: &mut [u8],

@@ -32,7 +32,7 @@ const SAMPLED: SamplerConfig = SamplerConfig {
 };
 
 fn generate(
-    session: &mut Session<'_, '_, '_>,
+    session: &mut Session<'_, '_>,
     cfg: SamplerConfig,
     prompt: &[u8],
 ) -> Result<(Vec<u8>, f64), latte_core::Error> {

@@ -37,8 +37,10 @@
 
 use latte_kernels::{Kernels, QK};
 
+use crate::block::{task_input, Ctx};
 use crate::error::Error;
 use crate::ops;
+use crate::parallel::RowTask;
 use crate::tensor::{q8_0_scratch_len, quantize_input, Matrix};
 
 /// Latents of a head that [`LatteLayer::recur`] updates together (one
@@ -367,6 +369,54 @@ impl<'a> LatteLayer<'a> {
         self.recur(kernels, q, k, v, state, rotation, y);
         self.wo.matvec_quantizing(kernels, y, quant, &mut out[..d]);
         Ok(())
+    }
+
+    /// The layer over a chunk of tokens (see [`crate::mixer::Mixer`]): the
+    /// projections as matrix products over the chunk, the recurrence token
+    /// by token ([`LatteLayer::recur`], so a chunk gives the bits of single
+    /// steps), then `Wo` over the chunk. `tmp` holds `T x (2 L + 2 D)`
+    /// (`q`, `k`, `v`, `y`).
+    pub(crate) fn run_chunk(
+        &self,
+        cx: &Ctx<'_, 'a>,
+        x: &[f32],
+        state: &mut [f32],
+        tmp: &mut [f32],
+        quant: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let (d, l) = (self.d_model, self.n_latents);
+        let n = x.len() / d.max(1);
+        let k = cx.kernels;
+        let (q, rest) = tmp.split_at_mut(n * l);
+        let (kk, rest) = rest.split_at_mut(n * l);
+        let (vv, rest) = rest.split_at_mut(n * d);
+        let y = &mut rest[..n * d];
+        let quantized = [&self.wq, &self.wk, &self.wv]
+            .iter()
+            .any(|m| m.data().is_quantized());
+        let xq = quantize_input(k, quantized, x, quant);
+        for (w, o) in [
+            (&self.wq, &mut *q),
+            (&self.wk, &mut *kk),
+            (&self.wv, &mut *vv),
+        ] {
+            cx.par.run(&RowTask::new(k, *w, task_input(w, x, xq), n), o);
+        }
+        let per_token = q
+            .chunks_exact_mut(l)
+            .zip(kk.chunks_exact(l))
+            .zip(vv.chunks_exact(d))
+            .zip(y.chunks_exact_mut(d));
+        for (((qt, kt), vt), yt) in per_token {
+            self.recur(k, qt, kt, vt, state, cx.rot, yt);
+        }
+        let wo = &self.wo;
+        let xq = quantize_input(k, wo.data().is_quantized(), y, quant);
+        cx.par.run(
+            &RowTask::new(k, *wo, task_input(wo, y, xq), n),
+            &mut out[..n * d],
+        );
     }
 
     /// The recurrence of one token, after the projections: takes `q`

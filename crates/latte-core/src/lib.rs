@@ -47,11 +47,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod block;
 pub mod config;
 pub mod error;
 mod hash;
 pub mod latte;
 mod load;
+pub mod mixer;
+mod mlp;
 pub mod model;
 pub mod ops;
 pub mod parallel;
@@ -67,6 +70,7 @@ pub use latte::{LatteLayer, LayerState};
 /// The kernel crate, re-exported so callers name the same types.
 pub use latte_kernels;
 pub use latte_kernels::{BlockQ4_0, BlockQ8_0, KernelPath, Kernels};
+pub use mixer::Mixer;
 pub use model::{LayerWeights, Model, Weights};
 pub use parallel::{Epilogue, Parallel, RowTask, Sequential, TaskInput};
 pub use sampler::{Sampler, SamplerConfig};

@@ -5,9 +5,10 @@ use core::fmt::Write;
 
 use latte_gguf::{GgmlType, Gguf, TensorInfo};
 
+use crate::block::Block;
 use crate::config::{Config, Position};
 use crate::error::{Error, TensorName};
-use crate::model::{Block, Frequencies, LayerWeights, Model};
+use crate::model::{Frequencies, LayerWeights, Model};
 use crate::tensor::{cast_f16, cast_f32, Matrix, MatrixData, Norm};
 use crate::MAX_LAYERS;
 

@@ -1,9 +1,14 @@
 //! The validated, zero-copy model view.
 
+use core::ops::Range;
+
+use crate::block::Block;
 use crate::config::{Config, Position};
 use crate::error::{Error, TensorName};
 use crate::hash::Fnv64;
 use crate::latte::LatteLayer;
+use crate::mixer::Mixer;
+use crate::mlp::Mlp;
 use crate::tensor::{q8_0_scratch_len, Matrix, MatrixData, Norm};
 use crate::MAX_LAYERS;
 use latte_kernels::{Kernels, QK};
@@ -93,29 +98,6 @@ impl Frequencies<'_> {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Block<'a> {
-    pub(crate) attn_norm: Norm<'a>,
-    pub(crate) latte: LatteLayer<'a>,
-    pub(crate) ffn_norm: Norm<'a>,
-    pub(crate) ffn_up: Matrix<'a>,
-    pub(crate) ffn_up_bias: &'a [f32],
-    pub(crate) ffn_down: Matrix<'a>,
-    pub(crate) ffn_down_bias: &'a [f32],
-}
-
-impl Block<'_> {
-    pub(crate) const EMPTY: Block<'static> = Block {
-        attn_norm: Norm::EMPTY,
-        latte: LatteLayer::EMPTY,
-        ffn_norm: Norm::EMPTY,
-        ffn_up: Matrix::EMPTY,
-        ffn_up_bias: &[],
-        ffn_down: Matrix::EMPTY,
-        ffn_down_bias: &[],
-    };
-}
-
 /// A validated Latte language model whose weights are borrowed (never
 /// copied) from the caller's bytes or slices. Cheap to share: run any number
 /// of [`crate::Session`]s on one `Model`.
@@ -148,6 +130,14 @@ pub struct Model<'a> {
     pub(crate) sinusoid: [f32; SINUSOID_TABLE],
     /// Entries of `sinusoid` in use.
     pub(crate) sinusoid_len: usize,
+    /// Where each layer's state starts in a session's state, and (entry
+    /// `n_layers`) the whole state's length: the mixers' states back to
+    /// back.
+    pub(crate) state_offsets: [usize; MAX_LAYERS + 1],
+    /// Temporary scratch per token of the widest mixer.
+    pub(crate) mix_tmp: usize,
+    /// [`Model::scratch_len`] without the quantized-input part.
+    pub(crate) scratch: usize,
 }
 
 /// Position frequencies a [`Model`] keeps precomputed (enough for
@@ -328,12 +318,14 @@ impl<'a> Model<'a> {
         };
         Ok(Block {
             attn_norm: lw.attn_norm,
-            latte,
+            mixer: Mixer::Latte(latte),
             ffn_norm: lw.ffn_norm,
-            ffn_up: lw.ffn_up,
-            ffn_up_bias: lw.ffn_up_bias,
-            ffn_down: lw.ffn_down,
-            ffn_down_bias: lw.ffn_down_bias,
+            mlp: Mlp {
+                up: lw.ffn_up,
+                up_bias: lw.ffn_up_bias,
+                down: lw.ffn_down,
+                down_bias: lw.ffn_down_bias,
+            },
         })
     }
 
@@ -386,7 +378,30 @@ impl<'a> Model<'a> {
             quant_blocks: 0,
             sinusoid: [0.0; SINUSOID_TABLE],
             sinusoid_len: 0,
+            state_offsets: [0; MAX_LAYERS + 1],
+            mix_tmp: 0,
+            scratch: 0,
         };
+        for i in 0..config.n_layers {
+            let mixer = &model.blocks[i].mixer;
+            model.state_offsets[i + 1] = model.state_offsets[i]
+                .checked_add(mixer.state_len())
+                .ok_or(Error::SizeOverflow)?;
+            model.mix_tmp = model.mix_tmp.max(mixer.tmp_per_token());
+        }
+        // Scratch areas (see `Session`): h, a, o, logits, the VAPOR table,
+        // then one temporary area shared by the mixers, the MLP's hidden
+        // vector and the sampler.
+        let tmp = model
+            .mix_tmp
+            .max(config.d_ff)
+            .max(v.checked_mul(2).ok_or(Error::SizeOverflow)?);
+        model.scratch = d
+            .checked_mul(3)
+            .and_then(|x| x.checked_add(v))
+            .and_then(|x| x.checked_add(config.rotation_len()))
+            .and_then(|x| x.checked_add(tmp))
+            .ok_or(Error::SizeOverflow)?;
         if config.position == Position::Sinusoidal {
             let n = d.div_ceil(2).min(SINUSOID_TABLE);
             for (i, w) in model.sinusoid[..n].iter_mut().enumerate() {
@@ -398,8 +413,8 @@ impl<'a> Model<'a> {
         if blocks > 0 {
             model.quant_blocks = blocks;
             model.quant_scratch = q8_0_scratch_len(blocks);
-            config
-                .scratch_len()
+            model
+                .scratch
                 .checked_add(model.quant_scratch)
                 .ok_or(Error::SizeOverflow)?;
         }
@@ -438,14 +453,15 @@ impl<'a> Model<'a> {
         hash_matrix(&mut h, &self.token_embd);
         for b in self.blocks.iter().take(c.n_layers) {
             hash_norm(&mut h, &b.attn_norm);
-            for m in b.latte.matrices() {
+            b.mixer.hash_extra(&mut h);
+            for m in b.mixer.matrices() {
                 hash_matrix(&mut h, m);
             }
             hash_norm(&mut h, &b.ffn_norm);
-            hash_matrix(&mut h, &b.ffn_up);
-            hash_vector(&mut h, b.ffn_up_bias);
-            hash_matrix(&mut h, &b.ffn_down);
-            hash_vector(&mut h, b.ffn_down_bias);
+            hash_matrix(&mut h, &b.mlp.up);
+            hash_vector(&mut h, b.mlp.up_bias);
+            hash_matrix(&mut h, &b.mlp.down);
+            hash_vector(&mut h, b.mlp.down_bias);
         }
         hash_norm(&mut h, &self.output_norm);
         hash_matrix(&mut h, &self.output);
@@ -457,7 +473,8 @@ impl<'a> Model<'a> {
         if c.latent_decay {
             h.bytes(b"latent-decay");
             for b in self.blocks.iter().take(c.n_layers) {
-                hash_vector(&mut h, b.latte.decay().unwrap_or(&[]));
+                let rates = b.mixer.as_latte().and_then(|l| l.decay());
+                hash_vector(&mut h, rates.unwrap_or(&[]));
             }
         }
         h.finish()
@@ -492,10 +509,28 @@ impl<'a> Model<'a> {
         &self.config
     }
 
-    /// `f32` elements of state a [`crate::Session`] needs:
-    /// `n_layers * (L * Dh + 2 L)`, independent of the position.
+    /// `f32` elements of state a [`crate::Session`] needs: the layers'
+    /// states back to back ([`Model::layer_state_range`]), for Latte layers
+    /// `L * Dh + 2 L` each. Independent of the position.
     pub fn state_len(&self) -> usize {
-        self.config.state_len()
+        self.state_offsets[self.config.n_layers.min(MAX_LAYERS)]
+    }
+
+    /// Where layer `layer`'s state lies in a session's state (`None` past
+    /// the last layer).
+    pub fn layer_state_range(&self, layer: usize) -> Option<Range<usize>> {
+        if layer >= self.config.n_layers {
+            return None;
+        }
+        Some(self.state_offsets[layer]..*self.state_offsets.get(layer + 1)?)
+    }
+
+    /// Block `layer`'s sequence mixer (`None` past the last layer).
+    pub fn mixer(&self, layer: usize) -> Option<&Mixer<'a>> {
+        self.blocks
+            .get(..self.config.n_layers)?
+            .get(layer)
+            .map(|b| &b.mixer)
     }
 
     /// `state_len() * 4`.
@@ -504,10 +539,10 @@ impl<'a> Model<'a> {
     }
 
     /// `f32` elements of scratch a [`crate::Session`] needs (see
-    /// [`crate::Session`] for the layout): [`Config::scratch_len`] plus
-    /// [`Model::quant_scratch_len`].
+    /// [`crate::Session`] for the layout): for Latte layers
+    /// [`Config::scratch_len`], plus [`Model::quant_scratch_len`].
     pub fn scratch_len(&self) -> usize {
-        self.config.scratch_len().saturating_add(self.quant_scratch)
+        self.scratch.saturating_add(self.quant_scratch)
     }
 
     /// `f32` elements at the end of the scratch that hold activations
@@ -552,11 +587,10 @@ impl<'a> Model<'a> {
         // token_embd is only looked up by row: no quantized activations.
         see(&self.output);
         for b in self.blocks.iter().take(self.config.n_layers) {
-            for m in b.latte.matrices() {
-                see(m);
-            }
-            see(&b.ffn_up);
-            see(&b.ffn_down);
+            b.mixer
+                .matrices()
+                .chain(b.mlp.matrices())
+                .for_each(&mut see);
         }
         widest
     }
@@ -592,10 +626,7 @@ impl<'a> Model<'a> {
     /// `f32` elements of each area of the prefill scratch for one token:
     /// `(D, max(2L + 2D, F))`.
     pub(crate) fn prefill_token_areas(&self) -> (usize, usize) {
-        let c = &self.config;
-        let (d, l, f) = (c.d_model, c.n_latents, c.d_ff);
-        // Cannot overflow: `Config::validate` checked `2L + 2D` and `3D`.
-        (d, (2 * l + 2 * d).max(f))
+        (self.config.d_model, self.mix_tmp.max(self.config.d_ff))
     }
 
     fn try_prefill_scratch_len(&self, chunk: usize) -> Option<usize> {
@@ -614,12 +645,10 @@ impl<'a> Model<'a> {
             .checked_add(quant)
     }
 
-    /// The Latte layer of block `layer` (`None` past `n_layers`).
+    /// The Latte layer of block `layer` (`None` past `n_layers`, or when
+    /// that block's mixer is of another kind).
     pub fn latte_layer(&self, layer: usize) -> Option<&LatteLayer<'a>> {
-        self.blocks
-            .get(..self.config.n_layers)?
-            .get(layer)
-            .map(|b| &b.latte)
+        self.mixer(layer)?.as_latte()
     }
 
     /// The VAPOR angles (`Dh / 2` of them; none for the other schemes).

@@ -1,16 +1,15 @@
 //! A decoding session: one sequence's recurrent state, its scratch, and the
 //! token-by-token step of the whole language model.
 
-use latte_kernels::BlockQ8_0;
-
+use crate::block::{layer_norm_rows, task_input, Ctx, Work};
 use crate::config::{Config, Position};
 use crate::error::Error;
 use crate::latte::LayerState;
 use crate::model::Model;
 use crate::ops;
-use crate::parallel::{Epilogue, Parallel, RowTask, Sequential, TaskInput};
+use crate::parallel::{Epilogue, Parallel, RowTask, Sequential};
 use crate::sampler::Sampler;
-use crate::tensor::{quantize_input, Matrix, Norm};
+use crate::tensor::quantize_input;
 
 /// One sequence being decoded on a [`Model`], in caller-supplied memory.
 ///
@@ -33,10 +32,10 @@ use crate::tensor::{quantize_input, Matrix, Norm};
 /// [`Session::prefill`] takes a second scratch buffer for a chunk of tokens
 /// ([`Model::prefill_scratch_len`]); see there.
 #[derive(Debug)]
-pub struct Session<'m, 'a, 'b> {
-    model: &'m Model<'a>,
-    state: &'b mut [f32],
-    scratch: &'b mut [f32],
+pub struct Session<'s, 'a> {
+    model: &'s Model<'a>,
+    state: &'s mut [f32],
+    scratch: &'s mut [f32],
     pos: u64,
 }
 
@@ -71,15 +70,15 @@ fn split_areas<'s>(scratch: &'s mut [f32], c: &Config, quant_len: usize) -> Area
     }
 }
 
-impl<'m, 'a, 'b> Session<'m, 'a, 'b> {
+impl<'s, 'a> Session<'s, 'a> {
     /// Starts a session at position 0 with the initial state.
     ///
     /// Errors: [`Error::StateTooSmall`] / [`Error::ScratchTooSmall`] when a
     /// buffer is shorter than [`Model::state_len`] / [`Model::scratch_len`].
     pub fn new(
-        model: &'m Model<'a>,
-        state: &'b mut [f32],
-        scratch: &'b mut [f32],
+        model: &'s Model<'a>,
+        state: &'s mut [f32],
+        scratch: &'s mut [f32],
     ) -> Result<Self, Error> {
         let (need_state, need_scratch) = (model.state_len(), model.scratch_len());
         if state.len() < need_state {
@@ -121,20 +120,17 @@ impl<'m, 'a, 'b> Session<'m, 'a, 'b> {
     /// Returns to position 0 with the initial state (`S = 0, n = 0,
     /// m = -inf`) and zeroed logits.
     pub fn reset(&mut self) {
-        let ls = self.model.config.layer_state_len();
-        let n_layers = self.model.config.n_layers;
-        for (block, st) in self.model.blocks[..n_layers]
-            .iter()
-            .zip(self.state.chunks_exact_mut(ls))
-        {
-            block.latte.reset_state(st);
+        let model = self.model;
+        for (i, block) in model.blocks[..model.config.n_layers].iter().enumerate() {
+            let range = model.state_offsets[i]..model.state_offsets[i + 1];
+            block.mixer.reset_state(&mut self.state[range]);
         }
         self.areas().logits.fill(0.0);
         self.pos = 0;
     }
 
     /// The model.
-    pub fn model(&self) -> &'m Model<'a> {
+    pub fn model(&self) -> &'s Model<'a> {
         self.model
     }
 
@@ -353,11 +349,11 @@ impl<'m, 'a, 'b> Session<'m, 'a, 'b> {
         self.pos = pos;
     }
 
-    /// Layer `layer`'s state split into `S`, `n`, `m` (`None` past the last layer).
+    /// Layer `layer`'s state split into `S`, `n`, `m` (`None` past the
+    /// last layer, or for a layer that is not a Latte layer).
     pub fn layer_state(&self, layer: usize) -> Option<LayerState<'_>> {
         let latte = self.model.latte_layer(layer)?;
-        let ls = latte.state_len();
-        let st = self.state.get(layer.checked_mul(ls)?..)?;
+        let st = self.state.get(self.model.layer_state_range(layer)?)?;
         latte.split_state(st)
     }
 }
@@ -370,34 +366,6 @@ fn check_tokens(tokens: &[u32], vocab_size: usize) -> Result<(), Error> {
     {
         Some(&token) => Err(Error::TokenOutOfRange { token, vocab_size }),
         None => Ok(()),
-    }
-}
-
-/// The areas a chunk of `T` tokens is computed in, each token-major: `h`,
-/// `a`, `o` (`T x D` each), `tmp` (`T x max(2L + 2D, F)`) and `quant`
-/// (the `Q8_0` inputs of `T` tokens). A step uses the session's own
-/// scratch (`T = 1`), a prefill the caller's prefill scratch.
-struct Work<'s> {
-    h: &'s mut [f32],
-    a: &'s mut [f32],
-    o: &'s mut [f32],
-    tmp: &'s mut [f32],
-    quant: &'s mut [f32],
-}
-
-/// The input of a product with `m`: `x` as is, or quantized.
-fn input<'x>(m: &Matrix<'_>, x: &'x [f32], xq: &'x [BlockQ8_0]) -> TaskInput<'x> {
-    if m.data().is_quantized() {
-        TaskInput::Q8_0(xq)
-    } else {
-        TaskInput::F32(x)
-    }
-}
-
-/// LayerNorm of each `D`-row of `x` into the same row of `out`.
-fn layer_norm_rows(x: &[f32], norm: &Norm<'_>, eps: f32, d: usize, out: &mut [f32]) {
-    for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-        ops::layer_norm(xr, norm.weight, norm.bias, eps, or);
     }
 }
 
@@ -420,69 +388,29 @@ fn run_chunk<'a>(
     par: &dyn Parallel<'a>,
 ) {
     let c = &model.config;
-    let (d, l, f, v, eps) = (c.d_model, c.n_latents, c.d_ff, c.vocab_size, c.ln_eps);
+    let (d, v, eps) = (c.d_model, c.vocab_size, c.ln_eps);
     let n = tokens.len();
     let k = model.kernels();
-    let Work {
-        h,
-        a,
-        o,
-        tmp,
-        quant,
-    } = work;
-    let (h, a, o) = (&mut h[..n * d], &mut a[..n * d], &mut o[..n * d]);
-    for (t, (&token, ht)) in tokens.iter().zip(h.chunks_exact_mut(d)).enumerate() {
+    let cx = Ctx {
+        kernels: k,
+        par,
+        rot,
+        eps,
+    };
+    let mut work = work;
+    for (t, (&token, ht)) in tokens.iter().zip(work.h.chunks_exact_mut(d)).enumerate() {
         model.token_embd.row_into(token as usize, ht);
         if c.position == Position::Sinusoidal {
             let freqs = &model.sinusoid[..model.sinusoid_len];
             ops::add_sinusoidal_with(pos.saturating_add(t as u64), ht, freqs);
         }
     }
-    let ls = c.layer_state_len();
-    let layers = model.blocks[..c.n_layers]
-        .iter()
-        .zip(state.chunks_exact_mut(ls));
-    for (block, st) in layers {
-        let latte = &block.latte;
-        let [wq, wk, wv, wo] = latte.matrices();
-        // Latte: the projections over the chunk, then the recurrence
-        // token by token, then Wo over the chunk.
-        layer_norm_rows(h, &block.attn_norm, eps, d, a);
-        let (q, rest) = tmp.split_at_mut(n * l);
-        let (kk, rest) = rest.split_at_mut(n * l);
-        let (vv, rest) = rest.split_at_mut(n * d);
-        let y = &mut rest[..n * d];
-        let quantized = [wq, wk, wv].iter().any(|m| m.data().is_quantized());
-        let xq = quantize_input(k, quantized, a, quant);
-        par.run(&RowTask::new(k, *wq, input(wq, a, xq), n), q);
-        par.run(&RowTask::new(k, *wk, input(wk, a, xq), n), kk);
-        par.run(&RowTask::new(k, *wv, input(wv, a, xq), n), vv);
-        let per_token = q
-            .chunks_exact_mut(l)
-            .zip(kk.chunks_exact(l))
-            .zip(vv.chunks_exact(d))
-            .zip(y.chunks_exact_mut(d));
-        for (((qt, kt), vt), yt) in per_token {
-            latte.recur(k, qt, kt, vt, st, rot, yt);
-        }
-        let xq = quantize_input(k, wo.data().is_quantized(), y, quant);
-        par.run(&RowTask::new(k, *wo, input(wo, y, xq), n), o);
-        ops::add_assign(h, o);
-        // MLP.
-        layer_norm_rows(h, &block.ffn_norm, eps, d, a);
-        let hidden = &mut tmp[..n * f];
-        let up = &block.ffn_up;
-        let xq = quantize_input(k, up.data().is_quantized(), a, quant);
-        let task = RowTask::new(k, *up, input(up, a, xq), n)
-            .with_epilogue(Epilogue::BiasGelu(block.ffn_up_bias));
-        par.run(&task, hidden);
-        let down = &block.ffn_down;
-        let xq = quantize_input(k, down.data().is_quantized(), hidden, quant);
-        let task = RowTask::new(k, *down, input(down, hidden, xq), n)
-            .with_epilogue(Epilogue::Bias(block.ffn_down_bias));
-        par.run(&task, o);
-        ops::add_assign(h, o);
+    for (i, block) in model.blocks[..c.n_layers].iter().enumerate() {
+        let st = &mut state[model.state_offsets[i]..model.state_offsets[i + 1]];
+        block.run_chunk(&cx, &mut work, n, d, st);
     }
+    let Work { h, a, quant, .. } = work;
+    let (h, a) = (&mut h[..n * d], &mut a[..n * d]);
     // Head: the last token only, or every token.
     let head = &model.output;
     let bias = Epilogue::Bias(model.output_bias);
@@ -497,13 +425,13 @@ fn run_chunk<'a>(
                 a,
             );
             let xq = quantize_input(k, head.data().is_quantized(), a, quant);
-            let task = RowTask::new(k, *head, input(head, a, xq), 1).with_epilogue(bias);
+            let task = RowTask::new(k, *head, task_input(head, a, xq), 1).with_epilogue(bias);
             par.run(&task, &mut logits[..v]);
         }
         Some(all) => {
             layer_norm_rows(h, &model.output_norm, eps, d, a);
             let xq = quantize_input(k, head.data().is_quantized(), a, quant);
-            let task = RowTask::new(k, *head, input(head, a, xq), n).with_epilogue(bias);
+            let task = RowTask::new(k, *head, task_input(head, a, xq), n).with_epilogue(bias);
             let all = &mut all[..n * v];
             par.run(&task, all);
             logits[..v].copy_from_slice(&all[(n - 1) * v..]);

@@ -205,7 +205,7 @@ impl Model<'_> {
     }
 }
 
-impl Session<'_, '_, '_> {
+impl Session<'_, '_> {
     /// [`Model::snapshot_len`]: bytes [`Session::save_snapshot`] writes.
     pub fn snapshot_len(&self) -> usize {
         self.model().snapshot_len()

@@ -201,3 +201,58 @@ fn single_latent_per_head_ignores_queries() {
     }
     assert!(differ);
 }
+
+#[test]
+fn layer_states_lie_back_to_back_at_the_model_offsets() {
+    let config = Config {
+        vocab_size: 13,
+        d_model: 8,
+        n_layers: 3,
+        n_heads: 2,
+        n_latents: 4,
+        d_ff: 16,
+        context_length: 16,
+        ln_eps: 1e-6,
+        position: Position::Sinusoidal,
+        latent_decay: false,
+    };
+    let m = random_model(config, 5);
+    let layers = m.layer_weights();
+    let model = Model::from_parts(m.config, m.weights(&layers)).unwrap();
+    let mut next = 0;
+    for li in 0..3 {
+        let mixer = model.mixer(li).unwrap();
+        assert_eq!(mixer.kind(), "latte");
+        let range = model.layer_state_range(li).unwrap();
+        assert_eq!(range.start, next, "layer {li} starts where the last ended");
+        assert_eq!(range.len(), mixer.state_len());
+        assert_eq!(range.len(), config.layer_state_len());
+        next = range.end;
+    }
+    assert_eq!(next, model.state_len());
+    assert!(model.layer_state_range(3).is_none() && model.mixer(3).is_none());
+    let mut state = vec![0.0f32; model.state_len()];
+    let mut scratch = vec![0.0f32; model.scratch_len()];
+    let mut s = Session::new(&model, &mut state, &mut scratch).unwrap();
+    s.feed(&[1, 2, 3, 4, 5]).unwrap();
+    for li in 0..3 {
+        let range = model.layer_state_range(li).unwrap();
+        let view = s.layer_state(li).unwrap();
+        let whole = &s.state()[range];
+        let (sl, l) = (4 * 4, 4);
+        assert_eq!(view.s, &whole[..sl]);
+        assert_eq!(view.n, &whole[sl..sl + l]);
+        assert_eq!(view.m, &whole[sl + l..]);
+        assert!(
+            view.m.iter().all(|m| m.is_finite()),
+            "fed layers leave -inf"
+        );
+    }
+    // A reset gives every layer its own initial state (S = 0, n = 0, m = -inf).
+    s.reset();
+    for li in 0..3 {
+        let view = s.layer_state(li).unwrap();
+        assert!(view.s.iter().chain(view.n).all(|&v| v == 0.0));
+        assert!(view.m.iter().all(|&v| v == f32::NEG_INFINITY));
+    }
+}

@@ -95,7 +95,7 @@ impl<'a> Runner<'a> {
 /// A session that feeds a chunk at a time and keeps the logits of every
 /// position of the chunk.
 struct Scorer<'r, 'a> {
-    session: Session<'r, 'a, 'r>,
+    session: Session<'r, 'a>,
     chunk: usize,
     prefill: &'r mut [f32],
     logits: &'r mut [f32],
