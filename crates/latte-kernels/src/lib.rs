@@ -55,6 +55,8 @@ pub mod block;
 mod kernels;
 pub mod matmat;
 pub mod scalar;
+#[cfg(feature = "suite")]
+pub mod suite;
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon;

@@ -99,17 +99,6 @@ impl Rng {
     }
 }
 
-/// Block counts that exercise the 8-block main loop and every tail length.
-pub const BLOCK_COUNTS: &[usize] = &[
-    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 1056,
-];
-
-/// Float vector lengths: 0, 1, around the 8-lane register, the 32-value
-/// unrolled step, and large odd.
-pub const FLOAT_LENS: &[usize] = &[
-    0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 255, 4097, 10_001,
-];
-
 fn env_list(name: &str) -> Vec<String> {
     std::env::var(name)
         .unwrap_or_default()
