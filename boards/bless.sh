@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Regenerates every board's expected.txt from the host reference and shows the diff.
+# Regenerates the boards' expected output from the host reference and shows the diff.
 #
 #   boards/bless.sh
 #
-# For each board with an expected.txt, the model is the GGUF its build.rs names
-# (sbc-aarch64: the one its main.rs includes). The `greedy:` line is the PyTorch
-# reference's greedy continuation of the greedy prompt, from the golden.json next
-# to that model (float64 recurrence, never this runtime); the `sampled:` line is
-# what `latte run` prints on this host with the board's sampler settings (seed 42,
-# latte run's defaults). The prompts and lengths are read from
+# For each board that runs here (QEMU boards and the SBC under qemu-user), the
+# model is the GGUF its build.rs names (sbc-aarch64: the one its main.rs
+# includes); expected/<model file>.txt holds that model's lines. The `greedy:`
+# line is the PyTorch reference's greedy continuation of the greedy prompt, from
+# the golden.json next to that model (float64 recurrence, never this runtime);
+# the `sampled:` line is what `latte run` prints on this host with the board's
+# sampler settings (seed 42, latte run's defaults). The prompts and lengths are read from
 # latte-board/src/lib.rs. Review the diff before committing: a changed greedy line
 # means the reference changed; a changed sampled line alone means the runtime's
 # bits changed.
@@ -47,14 +48,23 @@ def defmt_bytes(b: bytes) -> str:
         else: out.append(f"\\x{c:02x}")
     return 'b"' + "".join(out) + '"'
 
-for exp in sorted(pathlib.Path(".").glob("*/expected.txt")):
-    board = exp.parent
-    src = (board / "build.rs") if (board / "build.rs").is_file() else (board / "src/main.rs")
-    m = re.search(r'models/([^"/]+)/([^"/]+\.gguf)', src.read_text())
+# Every board (a folder with .cargo/config.toml) names its model in build.rs (or,
+# the SBC, in src/main.rs); boards that run the same model share one file,
+# expected/<model file>.txt, which check.sh compares their output with.
+models = {}
+for cfg in sorted(pathlib.Path(".").glob("*/.cargo/config.toml")):
+    board = cfg.parent.parent
+    if "../qemu-run" not in cfg.read_text() and "qemu-aarch64" not in cfg.read_text():
+        continue  # real boards are built, not run, here
+    text = "".join(p.read_text() for p in (board / "build.rs", board / "src/main.rs") if p.is_file())
+    m = re.search(r'models/([^"/]+)/([^"/]+\.gguf)', text)
     if not m:
-        sys.exit(f"error: no model path in {src}")
-    model_dir = pathlib.Path("..") / "models" / m.group(1)
-    gguf = model_dir / m.group(2)
+        sys.exit(f"error: no model path in {board}/build.rs or {board}/src/main.rs")
+    models.setdefault((m.group(1), m.group(2)), []).append(board.name)
+pathlib.Path("expected").mkdir(exist_ok=True)
+for (model, file), boards in sorted(models.items()):
+    model_dir = pathlib.Path("..") / "models" / model
+    gguf = model_dir / file
     gold = json.loads((model_dir / "golden.json").read_text())
     prompts = [p for p in gold["prompts"] if bytes(p["tokens"]) == greedy_prompt]
     if not prompts or len(prompts[0]["greedy"]) < n:
@@ -65,8 +75,9 @@ for exp in sorted(pathlib.Path(".").glob("*/expected.txt")):
     if not run.stdout.startswith(sampled_prompt):
         sys.exit(f"error: latte run did not echo the prompt: {run.stdout[:80]!r}")
     sampled = run.stdout[len(sampled_prompt):]
+    exp = pathlib.Path("expected") / (file[:-len(".gguf")] + ".txt")
     exp.write_text(f"greedy: {defmt_bytes(greedy)}\nsampled: {defmt_bytes(sampled)}\n")
-    print(f"{board}: {gguf.name}")
+    print(f"{exp}: {gguf.name}, for {', '.join(boards)}")
 EOF
-git --no-pager diff --stat -- '*/expected.txt'
-git --no-pager diff -- '*/expected.txt'
+git --no-pager diff --stat -- expected
+git --no-pager diff -- expected

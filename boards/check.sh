@@ -3,9 +3,9 @@
 #
 # * QEMU boards (mps2-an386, mps2-an500, mps3-an547): the firmware generates
 #   text from the model in flash; its `greedy:` and `sampled:` lines must equal
-#   the board's expected.txt (the greedy line is the PyTorch reference's
-#   continuation from models/latte-micro/golden.json; the sampled line is what
-#   `latte run` prints on a host). Then the on-device kernel tests, and the
+#   expected/<model file>.txt (the greedy line is the PyTorch reference's
+#   continuation from the model's golden.json; the sampled line is what
+#   `latte run` prints on a host; bless.sh writes both). Then the on-device kernel tests, and the
 #   flash and RAM budget (budget.py, with the measured stack).
 # * Real boards (nucleo-h743zi, nrf52840-dk, pico2-rp2350): build, and the
 #   flash and RAM budget with the reserved stack.
@@ -37,39 +37,71 @@ command -v defmt-print >/dev/null || cargo install defmt-print --locked --versio
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 
-compare() { # board log
-  grep -E '^(greedy|sampled): ' "$2" > "$logs/$1.got" || true
-  if ! diff -u "$1/expected.txt" "$logs/$1.got"; then
-    echo "$1: the output differs from $1/expected.txt (full log above)" >&2
-    exit 1
-  fi
-  echo "$1: output matches expected.txt"
+# Boards are found, not listed: every folder with a .cargo/config.toml is a
+# board, and its runner says which kind it is (../qemu-run: a QEMU board that
+# runs here; probe-rs: a real board, built and budgeted here; qemu-aarch64: the
+# Linux SBC under qemu-user). Its target is the config's `target`, its model
+# the GGUF its build.rs (or main.rs) names, and its expected output
+# expected/<model file>.txt (written by bless.sh).
+boards_of() { # kind
+  local cfg
+  for cfg in */.cargo/config.toml; do
+    case "$(grep -E '^runner' "$cfg")" in
+      *../qemu-run*) k=qemu ;;
+      *probe-rs*) k=device ;;
+      *qemu-aarch64*) k=sbc ;;
+      *) echo "$cfg: unknown runner" >&2; exit 1 ;;
+    esac
+    if [ "$k" = "$1" ]; then echo "${cfg%%/*}"; fi
+  done
+}
+target_of() { sed -nE 's/^target = "([^"]+)"/\1/p' "$1/.cargo/config.toml"; }
+expected_of() {
+  local m
+  m=$(grep -ohE 'models/[^"]+\.gguf' "$1"/build.rs "$1"/src/main.rs 2>/dev/null | head -1)
+  [ -n "$m" ] || { echo "$1: no model path in build.rs or src/main.rs" >&2; exit 1; }
+  echo "expected/$(basename "${m%.gguf}").txt"
 }
 
-for b in mps2-an386 mps2-an500 mps3-an547; do
+boards_of check >/dev/null # every runner is of a known kind (fails here otherwise)
+
+compare() { # board log
+  local want
+  want=$(expected_of "$1")
+  grep -E '^(greedy|sampled): ' "$2" > "$logs/$1.got" || true
+  if ! diff -u "$want" "$logs/$1.got"; then
+    echo "$1: the output differs from boards/$want (full log above)" >&2
+    exit 1
+  fi
+  echo "$1: output matches $want"
+}
+
+for b in $(boards_of qemu); do
   step "$b under QEMU"
-  case $b in mps3-*) t=thumbv8m.main-none-eabihf ;; *) t=thumbv7em-none-eabihf ;; esac
+  t=$(target_of "$b")
   (cd "$b" && cargo run --release --locked) 2>&1 | tee "$logs/$b.log"
   compare "$b" "$logs/$b.log"
   (cd "$b" && cargo run --release --locked --bin kernel-tests)
   python3 budget.py "$b" "target/$t/release/$b" "$logs/$b.log"
 done
 
-for b in nucleo-h743zi nrf52840-dk pico2-rp2350; do
+for b in $(boards_of device); do
   step "$b: build (real board, flashed with probe-rs)"
-  case $b in pico2-*) t=thumbv8m.main-none-eabihf ;; *) t=thumbv7em-none-eabihf ;; esac
+  t=$(target_of "$b")
   (cd "$b" && cargo build --release --locked)
   python3 budget.py "$b" "target/$t/release/$b"
 done
 
-for cpu in cortex-a53 cortex-a76; do
-  step "sbc-aarch64 under qemu-user, QEMU_CPU=$cpu"
-  (cd sbc-aarch64 && QEMU_CPU=$cpu cargo run --release --locked) 2>&1 | tee "$logs/sbc-$cpu.log"
-  case $cpu in
-    cortex-a53) grep -q "kernels neon$" "$logs/sbc-$cpu.log" ;;
-    cortex-a76) grep -q "kernels neon-dotprod$" "$logs/sbc-$cpu.log" ;;
-  esac || { echo "sbc-aarch64: unexpected kernel path on $cpu" >&2; exit 1; }
-  compare sbc-aarch64 "$logs/sbc-$cpu.log"
+for b in $(boards_of sbc); do
+  for cpu in cortex-a53 cortex-a76; do
+    step "$b under qemu-user, QEMU_CPU=$cpu"
+    (cd "$b" && QEMU_CPU=$cpu cargo run --release --locked) 2>&1 | tee "$logs/$b-$cpu.log"
+    case $cpu in
+      cortex-a53) grep -q "kernels neon$" "$logs/$b-$cpu.log" ;;
+      cortex-a76) grep -q "kernels neon-dotprod$" "$logs/$b-$cpu.log" ;;
+    esac || { echo "$b: unexpected kernel path on $cpu" >&2; exit 1; }
+    compare "$b" "$logs/$b-$cpu.log"
+  done
 done
 
 step "boards passed"

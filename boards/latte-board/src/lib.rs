@@ -7,7 +7,7 @@
 //! it, a defmt global logger and a [`Counter`], then calls [`run`].
 //!
 //! Output (defmt, one line each; the `greedy:` and `sampled:` lines are what
-//! CI compares with the board's `expected.txt`):
+//! CI compares with `boards/expected/<model file>.txt`):
 //!
 //! ```text
 //! model: latte-micro-q8_0.gguf, 1253056 bytes, kernels arm-dsp
