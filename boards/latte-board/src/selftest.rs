@@ -1,77 +1,20 @@
-//! The kernel test suite that runs on the device: every DSP kernel against
-//! its scalar twin, bit for bit, on pseudo-random blocks and awkward lengths
-//! (the host suite in `crates/latte-kernels/tests` cannot run on a
-//! microcontroller target), for every Arm path the target has (`arm-dsp`,
-//! and `arm-helium` on Helium builds). Fails if the DSP path is missing or
-//! `Kernels::best()` is not the most capable path.
+//! The kernel test suite on the device: every case of
+//! `latte_kernels::suite` (the suite the host tests run on each host path)
+//! for every Arm path the target has (`arm-dsp`, and `arm-helium` on Helium
+//! builds), each kernel against its scalar twin or an exact reference.
+//! Device-only checks first: the DSP path is there, `Kernels::best()` is the
+//! most capable path, and the DSP kernels' `f16` scale conversion is exact
+//! for all 65536 values. Logs the stack the cases used at most.
 
-use latte_core::latte_kernels::{
-    quantize_row_q8_0, scalar, BlockQ4_0, BlockQ8_0, KernelPath, Kernels,
-};
+use core::fmt::Write;
 
-/// xorshift64*: deterministic inputs.
-struct Rng(u64);
+use latte_kernels::suite::{self, Failure};
+use latte_kernels::{f16, KernelPath, Kernels};
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// Scale bits: mostly moderate normals, sometimes zero, subnormal,
-    /// large, negative.
-    fn scale(&mut self) -> u16 {
-        match self.below(10) {
-            0 => 0,
-            1 => self.below(0x400) as u16,          // subnormal
-            2 => 0x7800 | self.below(0x3FF) as u16, // large
-            3 => 0x8000 | (0x2000 + self.below(0x1000) as u16), // negative
-            _ => 0x2000 + self.below(0x1000) as u16,
-        }
-    }
-    fn q8(&mut self, extremes: bool) -> BlockQ8_0 {
-        let mut b = BlockQ8_0 {
-            d: self.scale(),
-            qs: [0; 32],
-        };
-        for q in &mut b.qs {
-            *q = if extremes && self.below(4) == 0 {
-                if self.below(2) == 0 {
-                    -128
-                } else {
-                    127
-                }
-            } else {
-                self.next() as u8 as i8
-            };
-        }
-        b
-    }
-    fn q4(&mut self) -> BlockQ4_0 {
-        let mut b = BlockQ4_0 {
-            d: self.scale(),
-            qs: [0; 16],
-        };
-        for q in &mut b.qs {
-            *q = self.next() as u8;
-        }
-        b
-    }
-}
-
-/// Block counts: below, at and above the 8 accumulator lanes and the
-/// widening limit of the DSP matrix-vector product (32 blocks).
-const COUNTS: &[usize] = &[1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 40];
-const MAX: usize = 40;
-const ROWS: usize = 5;
-
-/// Runs the suite; logs each failure and returns the number of cases that
-/// passed, or `Err(failures)`.
+/// Runs the suite; logs each failure and returns the number of cases and
+/// checks that passed, or `Err(failures)`.
 pub fn run() -> Result<u32, u32> {
+    crate::stack::paint();
     let mut t = Tally::default();
 
     // Every Arm path this target has; `best()` must be the last of them.
@@ -81,9 +24,6 @@ pub fn run() -> Result<u32, u32> {
         .zip([KernelPath::ArmDsp, KernelPath::ArmHelium])
     {
         *slot = path.kernels();
-        if let Some(k) = slot {
-            defmt::info!("kernel tests: testing {=str}", k.path().name());
-        }
     }
     let Some(last) = paths.iter().rev().flatten().next().copied() else {
         defmt::error!("no Arm kernel path (arm-dsp, arm-helium) on this target");
@@ -92,25 +32,31 @@ pub fn run() -> Result<u32, u32> {
     t.check(
         Kernels::best() == last,
         "best() is the most capable Arm path",
-        0,
     );
-    t.check(paths[0].is_some(), "arm-dsp is available", 0);
+    t.check(paths[0].is_some(), "arm-dsp is available");
 
     // The f16 conversion of the DSP kernels' scales, exhaustively.
-    let mut conv_ok = true;
-    for bits in 0..=u16::MAX {
-        let want = latte_core::latte_kernels::f16::from_bits(bits)
-            .to_f32()
-            .to_bits();
-        if latte_core::latte_kernels::arm_dsp::scale(bits).to_bits() != want {
-            conv_ok = false;
-        }
-    }
-    t.check(conv_ok, "f16 scale conversion, all 65536 values", 0);
+    let conv_ok = (0..=u16::MAX).all(|bits| {
+        latte_kernels::arm_dsp::scale(bits).to_bits() == f16::from_bits(bits).to_f32().to_bits()
+    });
+    t.check(conv_ok, "f16 scale conversion, all 65536 values");
 
     for k in paths.iter().flatten() {
-        suite(k, &mut t);
+        let path = k.path().name();
+        defmt::info!(
+            "kernel tests: {=usize} cases on {=str}",
+            suite::CASES.len(),
+            path
+        );
+        suite::run_all(k, &mut |case, outcome| match outcome {
+            Ok(()) => t.passed += 1,
+            Err(failure) => {
+                t.failed += 1;
+                log_failure(path, case, &failure);
+            }
+        });
     }
+    crate::stack::report();
     if t.failed == 0 {
         Ok(t.passed)
     } else {
@@ -125,104 +71,64 @@ struct Tally {
 }
 
 impl Tally {
-    fn check(&mut self, ok: bool, what: &str, n: usize) {
+    fn check(&mut self, ok: bool, what: &str) {
         if ok {
             self.passed += 1;
         } else {
             self.failed += 1;
-            defmt::error!("kernel test failed: {=str}, {=usize} blocks", what, n);
+            defmt::error!("kernel test failed: {=str}", what);
         }
     }
 }
 
-/// The bit-exactness cases for one kernel path against the scalar twin.
-fn suite(dsp: &Kernels, t: &mut Tally) {
-    let check = |t: &mut Tally, ok, what, n| t.check(ok, what, n);
-    let sc = Kernels::scalar();
-    let mut rng = Rng(0x1A77_E5EED);
-    let mut w8 = [BlockQ8_0::default(); MAX * ROWS];
-    let mut w4 = [BlockQ4_0::default(); MAX * ROWS];
-    let mut x = [BlockQ8_0::default(); MAX];
-    let mut y_dsp = [0f32; ROWS];
-    let mut y_sc = [0f32; ROWS];
-    for &nb in COUNTS {
-        for round in 0..3 {
-            let extremes = round == 2;
-            for b in w8.iter_mut() {
-                *b = rng.q8(extremes);
-            }
-            for b in w4.iter_mut() {
-                *b = rng.q4();
-            }
-            for b in x.iter_mut() {
-                *b = rng.q8(extremes);
-            }
-            let n = nb * 32;
-            let same = |a: f32, b: f32| a.to_bits() == b.to_bits();
-            check(
-                t,
-                same(
-                    dsp.vec_dot_q8_0_q8_0(n, &w8, &x),
-                    sc.vec_dot_q8_0_q8_0(n, &w8, &x),
-                ),
-                "vec_dot_q8_0_q8_0",
-                nb,
-            );
-            check(
-                t,
-                same(
-                    dsp.vec_dot_q4_0_q8_0(n, &w4, &x),
-                    sc.vec_dot_q4_0_q8_0(n, &w4, &x),
-                ),
-                "vec_dot_q4_0_q8_0",
-                nb,
-            );
-            // Rows `stride` blocks apart with `nb` used (a stride wider than
-            // the row when `nb < stride`), even and odd strides, the matrix
-            // starting on either alignment (one block in), 1 to 5 rows (odd
-            // counts leave a last row without a partner).
-            let wide =
-                |y: &[f32; ROWS], z: &[f32; ROWS]| y.iter().zip(z).all(|(a, b)| same(*a, *b));
-            for stride in [MAX, MAX - 1] {
-                let used = nb.min(stride);
-                for offset in [0, 1] {
-                    for rows in [1, 2, ROWS] {
-                        let cols = stride * 32;
-                        y_dsp = [0.0; ROWS];
-                        y_sc = [0.0; ROWS];
-                        dsp.matvec_q8_0(&w8[offset..], rows, cols, &x[..used], &mut y_dsp);
-                        sc.matvec_q8_0(&w8[offset..], rows, cols, &x[..used], &mut y_sc);
-                        check(t, wide(&y_dsp, &y_sc), "matvec_q8_0", used);
-                        y_dsp = [0.0; ROWS];
-                        y_sc = [0.0; ROWS];
-                        dsp.matvec_q4_0(&w4[offset..], rows, cols, &x[..used], &mut y_dsp);
-                        sc.matvec_q4_0(&w4[offset..], rows, cols, &x[..used], &mut y_sc);
-                        check(t, wide(&y_dsp, &y_sc), "matvec_q4_0", used);
-                    }
-                }
-            }
+/// Logs `failure` as the host tests print it (cut at 384 bytes).
+fn log_failure(path: &str, case: &str, failure: &Failure) {
+    let mut line = Line::default();
+    // A full line only truncates the message.
+    let _ = write!(line, "{failure}");
+    defmt::error!(
+        "kernel test failed: {=str} on {=str}: {=str}",
+        case,
+        path,
+        line.as_str()
+    );
+}
+
+/// A fixed-size text buffer that keeps what fits.
+struct Line {
+    buf: [u8; 384],
+    len: usize,
+}
+
+impl Default for Line {
+    fn default() -> Self {
+        Line {
+            buf: [0; 384],
+            len: 0,
         }
     }
+}
 
-    // Activations as the model makes them (quantized floats), dense rows.
-    let mut xf = [0f32; 32 * 16];
-    for (i, v) in xf.iter_mut().enumerate() {
-        *v = ((i * 7919 % 2003) as f32 - 1001.0) / 97.0;
+impl Line {
+    fn as_str(&self) -> &str {
+        // `write_str` only cuts at character boundaries.
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
     }
-    let mut xq = [BlockQ8_0::default(); 16];
-    quantize_row_q8_0(&xf, &mut xq);
-    let mut xq_sc = [BlockQ8_0::default(); 16];
-    scalar::quantize_q8_0(&xf, &mut xq_sc);
-    check(t, xq == xq_sc, "quantize_q8_0", 16);
-    dsp.matvec_q8_0(&w8, ROWS, 16 * 32, &xq, &mut y_dsp);
-    sc.matvec_q8_0(&w8, ROWS, 16 * 32, &xq, &mut y_sc);
-    check(
-        t,
-        y_dsp
-            .iter()
-            .zip(&y_sc)
-            .all(|(a, b)| a.to_bits() == b.to_bits()),
-        "matvec_q8_0 dense",
-        16,
-    );
+}
+
+impl Write for Line {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let room = self.buf.len() - self.len;
+        let mut n = s.len().min(room);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        if n < s.len() {
+            Err(core::fmt::Error)
+        } else {
+            Ok(())
+        }
+    }
 }
