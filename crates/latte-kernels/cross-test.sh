@@ -47,4 +47,7 @@ RUSTFLAGS="-C target-feature=+mve,+dsp" cargo build --locked -p latte-kernels \
 step "thumbv7em-none-eabihf, no std (scalar kernels)"
 cargo build --locked -p latte-kernels --target thumbv7em-none-eabihf
 
+step "thumbv7em-none-eabihf, no std: the kernel test suite (feature suite) builds without alloc"
+cargo build --locked -p latte-kernels --features suite --target thumbv7em-none-eabihf
+
 step "cross tests passed"
