@@ -331,14 +331,12 @@ pub enum Error {
     },
 }
 
-/// `Q8_0`, `Q4_0`, or the id for other types.
+/// The ggml name of a type id (`Q8_0`, `Q4_0`, ...) from the GGUF type
+/// table, `unknown` for an id the reader does not know.
 fn ggml_type_name(id: u32) -> &'static str {
-    match id {
-        8 => "Q8_0",
-        2 => "Q4_0",
-        0 => "F32",
-        1 => "F16",
-        _ => "quantized",
+    match latte_gguf::GgmlType::from_u32(id) {
+        Some(t) => t.name(),
+        None => "unknown",
     }
 }
 

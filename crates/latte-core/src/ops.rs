@@ -13,7 +13,7 @@
 //! mismatched lengths); callers pass slices of the documented lengths.
 
 use half::f16;
-use latte_kernels::Kernels;
+use latte_kernels::{Kernels, QuantFormat, QK};
 
 /// `y[r] = sum_c w[r*cols + c] * x[c]` for an `f32` row-major matrix with
 /// `cols` columns. Rows are `w.chunks_exact(cols)`, one per element of `y`.
@@ -38,45 +38,38 @@ pub fn matvec_f16(w: &[f16], cols: usize, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// Like [`matvec_f32`] for a `Q8_0` matrix (`cols / 32` blocks per row):
-/// each weight is dequantized (`q * d`) and the products summed
-/// sequentially in `f32`. The activations are not quantized: this is the
-/// float reference of the quantized product.
-pub fn matvec_q8_0_dequant(w: &[latte_kernels::BlockQ8_0], cols: usize, x: &[f32], y: &mut [f32]) {
-    let nb = cols / latte_kernels::QK;
+/// Like [`matvec_f32`] for a matrix of quantized blocks (`cols / 32`
+/// per row): each weight is dequantized ([`QuantFormat::dequantize`]) and
+/// the products summed sequentially in `f32`. The activations are not
+/// quantized: this is the float reference of the quantized product.
+pub fn matvec_dequant<W: QuantFormat>(w: &[W], cols: usize, x: &[f32], y: &mut [f32]) {
+    let nb = cols / QK;
     if nb == 0 {
         y.fill(0.0);
         return;
     }
     for (out, row) in y.iter_mut().zip(w.chunks_exact(nb)) {
         let mut acc = 0.0f32;
-        let values = row
-            .iter()
-            .flat_map(|b| b.qs.iter().map(move |&q| q as f32 * b.scale()));
-        for (wv, xv) in values.zip(x) {
-            acc += wv * xv;
+        let mut xs = x.iter();
+        for b in row {
+            let mut values = [0.0f32; QK];
+            W::dequantize(core::slice::from_ref(b), &mut values);
+            for (wv, xv) in values.iter().zip(&mut xs) {
+                acc += wv * xv;
+            }
         }
         *out = acc;
     }
 }
 
-/// Like [`matvec_q8_0_dequant`] for `Q4_0` weights (`(q - 8) * d`).
+/// [`matvec_dequant`] for `Q8_0` weights (`q * d`).
+pub fn matvec_q8_0_dequant(w: &[latte_kernels::BlockQ8_0], cols: usize, x: &[f32], y: &mut [f32]) {
+    matvec_dequant(w, cols, x, y)
+}
+
+/// [`matvec_dequant`] for `Q4_0` weights (`(q - 8) * d`).
 pub fn matvec_q4_0_dequant(w: &[latte_kernels::BlockQ4_0], cols: usize, x: &[f32], y: &mut [f32]) {
-    let nb = cols / latte_kernels::QK;
-    if nb == 0 {
-        y.fill(0.0);
-        return;
-    }
-    for (out, row) in y.iter_mut().zip(w.chunks_exact(nb)) {
-        let mut acc = 0.0f32;
-        let values = row.iter().flat_map(|b| {
-            (0..latte_kernels::QK).map(move |j| (b.quant(j) as i32 - 8) as f32 * b.scale())
-        });
-        for (wv, xv) in values.zip(x) {
-            acc += wv * xv;
-        }
-        *out = acc;
-    }
+    matvec_dequant(w, cols, x, y)
 }
 
 /// Dot product of two `f32` vectors (sequential sum).

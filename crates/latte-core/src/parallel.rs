@@ -28,7 +28,7 @@ use core::ops::Range;
 use latte_kernels::{BlockQ8_0, Kernels, QK};
 
 use crate::ops;
-use crate::tensor::{Matrix, MatrixData};
+use crate::tensor::Matrix;
 
 /// The input of a [`RowTask`]: `tokens` vectors of `cols` values, back to
 /// back, as `f32` (for `f32`/`f16` matrices) or quantized to `Q8_0` (for
@@ -88,8 +88,8 @@ pub struct RowTask<'a, 'x> {
 impl<'a, 'x> RowTask<'a, 'x> {
     /// `matrix` times `tokens` inputs with `kernels`, no epilogue. The input
     /// must match the matrix: [`TaskInput::F32`] for `f32`/`f16` weights,
-    /// [`TaskInput::Q8_0`] for quantized ones (otherwise nothing is
-    /// computed).
+    /// [`TaskInput::Q8_0`] for quantized ones (otherwise no product is
+    /// computed and [`RowTask::compute`] writes NaN).
     pub fn new(kernels: &Kernels, matrix: Matrix<'a>, input: TaskInput<'x>, tokens: usize) -> Self {
         RowTask {
             kernels: *kernels,
@@ -182,7 +182,9 @@ impl<'a, 'x> RowTask<'a, 'x> {
     /// Never panics: needs `ld >= rows.len()` (else nothing is computed);
     /// computes the tokens that are whole in the input and fit in `out`
     /// (token `t` at `out[t * ld ..][..rows.len()]`) and leaves the rest
-    /// of `out` alone.
+    /// of `out` alone. An input of the wrong kind for the matrix (a
+    /// [`TaskInput::F32`] for quantized weights, or the reverse) computes
+    /// no product: those outputs are set to NaN, never left stale.
     pub fn compute(&self, rows: Range<usize>, out: &mut [f32], ld: usize) {
         let m = &self.matrix;
         let (cols, total) = (m.cols(), m.rows());
@@ -205,23 +207,14 @@ impl<'a, 'x> RowTask<'a, 'x> {
             return;
         }
         let k = &self.kernels;
-        let rows_of = |per_row: usize| r0 * per_row..r1 * per_row;
-        let done = match (m.data(), self.input) {
-            (MatrixData::F32(w), TaskInput::F32(x)) => w
-                .get(rows_of(cols))
-                .map(|w| k.matmat_f32(w, n, cols, x, tokens, out, ld)),
-            (MatrixData::F16(w), TaskInput::F32(x)) => w
-                .get(rows_of(cols))
-                .map(|w| k.matmat_f16(w, n, cols, x, tokens, out, ld)),
-            (MatrixData::Q8_0(w), TaskInput::Q8_0(x)) => w
-                .get(rows_of(cols / QK))
-                .map(|w| k.matmat_q8_0(w, n, cols, x, tokens, out, ld)),
-            (MatrixData::Q4_0(w), TaskInput::Q8_0(x)) => w
-                .get(rows_of(cols / QK))
-                .map(|w| k.matmat_q4_0(w, n, cols, x, tokens, out, ld)),
-            _ => None,
-        };
-        if done.is_none() {
+        if !m.matmat_rows(k, r0..r1, self.input, tokens, out, ld) {
+            // The input is not the matrix's kind: no product, and no stale
+            // values either (the computable outputs become NaN).
+            for t in 0..tokens {
+                if let Some(y) = out.get_mut(t * ld..t * ld + n) {
+                    y.fill(f32::NAN);
+                }
+            }
             return;
         }
         let (bias, gelu) = match self.epilogue {
@@ -365,5 +358,16 @@ mod tests {
             .compute(0..2, &mut out, 2);
         assert!(out.iter().all(|v| v.is_nan()));
         assert_eq!(t.work(), 2 * 2 * 3);
+    }
+
+    #[test]
+    fn wrong_input_kind_leaves_no_stale_output() {
+        let w = [1.0f32; 64];
+        let m = Matrix::from_f32(2, 32, &w).unwrap();
+        let xq = [BlockQ8_0::default(); 2];
+        let t = RowTask::new(&Kernels::scalar(), m, TaskInput::Q8_0(&xq), 2);
+        let mut out = [7.0f32; 4];
+        t.compute(0..2, &mut out, 2);
+        assert!(out.iter().all(|v| v.is_nan()), "{out:?}");
     }
 }

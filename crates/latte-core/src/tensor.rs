@@ -1,10 +1,11 @@
 //! Read-only weight views borrowed from the model bytes.
 
 use half::f16;
-use latte_kernels::{BlockQ4_0, BlockQ8_0, Kernels, QK};
+use latte_kernels::{BlockQ4_0, BlockQ8_0, Kernels, QuantFormat, QK};
 
 use crate::error::{Error, TensorName};
 use crate::ops;
+use crate::parallel::TaskInput;
 
 /// Bytes of one `Q8_0` block (`f16` scale + 32 `i8`).
 const Q8_0_BYTES: usize = core::mem::size_of::<BlockQ8_0>();
@@ -31,48 +32,69 @@ pub enum MatrixData<'a> {
     Q4_0(&'a [BlockQ4_0]),
 }
 
+/// `match`es `$data` ([`MatrixData`]): `$w` is bound to the blocks of
+/// every quantized variant for `$quant` (generic over
+/// [`latte_kernels::QuantFormat`]), and to the values of the float ones for
+/// `$f32` and `$f16`. The one place that lists the quantized variants: a
+/// new format is a variant above and a line here.
+macro_rules! match_data {
+    ($data:expr, F32($a:pat) => $f32:expr, F16($h:pat) => $f16:expr, quant($w:ident) => $quant:expr $(,)?) => {
+        match $data {
+            MatrixData::F32($a) => $f32,
+            MatrixData::F16($h) => $f16,
+            MatrixData::Q8_0($w) => $quant,
+            MatrixData::Q4_0($w) => $quant,
+        }
+    };
+}
+
 impl MatrixData<'_> {
     /// Number of stored elements (32 per quantized block).
     pub fn len(&self) -> usize {
-        match self {
-            MatrixData::F32(d) => d.len(),
-            MatrixData::F16(d) => d.len(),
-            MatrixData::Q8_0(d) => d.len().saturating_mul(QK),
-            MatrixData::Q4_0(d) => d.len().saturating_mul(QK),
-        }
+        match_data!(self,
+            F32(d) => d.len(),
+            F16(d) => d.len(),
+            quant(w) => w.len().saturating_mul(QK),
+        )
     }
 
     /// The GGUF/ggml type id: 0 `F32`, 1 `F16`, 8 `Q8_0`, 2 `Q4_0`.
     pub fn ggml_type(&self) -> u32 {
-        match self {
-            MatrixData::F32(_) => 0,
-            MatrixData::F16(_) => 1,
-            MatrixData::Q8_0(_) => 8,
-            MatrixData::Q4_0(_) => 2,
-        }
+        match_data!(self,
+            F32(_) => 0,
+            F16(_) => 1,
+            quant(w) => block_type(w),
+        )
     }
 
     /// `true` for the block-quantized types (`Q8_0`, `Q4_0`), whose products
     /// take `Q8_0`-quantized activations.
     pub fn is_quantized(&self) -> bool {
-        matches!(self, MatrixData::Q8_0(_) | MatrixData::Q4_0(_))
+        match_data!(self,
+            F32(_) => false,
+            F16(_) => false,
+            quant(_w) => true,
+        )
     }
 
     /// Index of the first block whose `f16` scale is NaN or infinite.
     fn first_bad_scale(&self) -> Option<usize> {
-        // f16 exponent all ones: infinity or NaN.
-        let bad = |d: u16| d & 0x7C00 == 0x7C00;
-        match self {
-            MatrixData::F32(_) | MatrixData::F16(_) => None,
-            MatrixData::Q8_0(b) => b.iter().position(|b| bad(b.d)),
-            MatrixData::Q4_0(b) => b.iter().position(|b| bad(b.d)),
-        }
+        match_data!(self,
+            F32(_) => None,
+            F16(_) => None,
+            quant(w) => w.iter().position(|b| !b.finite()),
+        )
     }
 
     /// `true` when no element is stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The GGUF type id of a slice of blocks (for [`match_data!`] arms).
+fn block_type<B: QuantFormat>(_: &[B]) -> u32 {
+    B::GGML_TYPE
 }
 
 /// A row-major `rows x cols` matrix (`rows` = outputs, `cols` = inputs), the
@@ -173,12 +195,11 @@ impl<'a> Matrix<'a> {
     /// Contract: `x.len() == cols` and `y.len() == rows`. Shorter slices are
     /// not an error: only the common prefix is computed (never a panic).
     pub fn matvec(&self, x: &[f32], y: &mut [f32]) {
-        match self.data {
-            MatrixData::F32(w) => ops::matvec_f32(w, self.cols, x, y),
-            MatrixData::F16(w) => ops::matvec_f16(w, self.cols, x, y),
-            MatrixData::Q8_0(w) => ops::matvec_q8_0_dequant(w, self.cols, x, y),
-            MatrixData::Q4_0(w) => ops::matvec_q4_0_dequant(w, self.cols, x, y),
-        }
+        match_data!(self.data,
+            F32(w) => ops::matvec_f32(w, self.cols, x, y),
+            F16(w) => ops::matvec_f16(w, self.cols, x, y),
+            quant(w) => ops::matvec_dequant(w, self.cols, x, y),
+        )
     }
 
     /// `y = W x` as a [`crate::Session`] computes it, with `kernels`: `f32`
@@ -225,12 +246,11 @@ impl<'a> Matrix<'a> {
         y: &mut [f32],
     ) {
         let (rows, cols) = (self.rows, self.cols);
-        match self.data {
-            MatrixData::F32(w) => kernels.matvec_f32(w, rows, cols, x, y),
-            MatrixData::F16(w) => kernels.matvec_f16(w, rows, cols, x, y),
-            MatrixData::Q8_0(w) => kernels.matvec_q8_0(w, rows, cols, x_q, y),
-            MatrixData::Q4_0(w) => kernels.matvec_q4_0(w, rows, cols, x_q, y),
-        }
+        match_data!(self.data,
+            F32(w) => kernels.matvec_f32(w, rows, cols, x, y),
+            F16(w) => kernels.matvec_f16(w, rows, cols, x, y),
+            quant(w) => kernels.matvec(w, rows, cols, x_q, y),
+        )
     }
 
     /// Copies row `r` into `out` (widening `f16`, dequantizing the row's
@@ -242,41 +262,76 @@ impl<'a> Matrix<'a> {
         }
         let start = r * self.cols;
         let (bstart, nb) = (start / QK, self.cols / QK);
-        match self.data {
-            MatrixData::Q8_0(w) => {
-                if let Some(row) = w.get(bstart..bstart + nb) {
-                    for (b, o) in row.iter().zip(out.chunks_mut(QK)) {
-                        let mut t = [0.0f32; QK];
-                        latte_kernels::dequantize_row_q8_0(core::slice::from_ref(b), &mut t);
-                        o.copy_from_slice(&t[..o.len()]);
-                    }
-                }
-            }
-            MatrixData::Q4_0(w) => {
-                if let Some(row) = w.get(bstart..bstart + nb) {
-                    for (b, o) in row.iter().zip(out.chunks_mut(QK)) {
-                        let mut t = [0.0f32; QK];
-                        latte_kernels::dequantize_row_q4_0(core::slice::from_ref(b), &mut t);
-                        o.copy_from_slice(&t[..o.len()]);
-                    }
-                }
-            }
-            MatrixData::F32(w) => {
+        match_data!(self.data,
+            F32(w) => {
                 if let Some(row) = w.get(start..start + self.cols) {
                     for (o, v) in out.iter_mut().zip(row) {
                         *o = *v;
                     }
                 }
-            }
-            MatrixData::F16(w) => {
+            },
+            F16(w) => {
                 if let Some(row) = w.get(start..start + self.cols) {
                     for (o, v) in out.iter_mut().zip(row) {
                         *o = v.to_f32();
                     }
                 }
-            }
-        }
+            },
+            quant(w) => dequantize_row(w, bstart, nb, out),
+        );
         true
+    }
+
+    /// Rows `rows` of every token of a chunk (`out[t * ld + r - rows.start]`)
+    /// with `kernels`' matrix-matrix products ([`Kernels::matmat`] and
+    /// friends): the input must be the matrix's kind ([`TaskInput`]).
+    /// Returns `false`, having written nothing, when the rows are outside
+    /// the matrix or the input is of the other kind.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn matmat_rows(
+        &self,
+        kernels: &Kernels,
+        rows: core::ops::Range<usize>,
+        input: TaskInput<'_>,
+        tokens: usize,
+        out: &mut [f32],
+        ld: usize,
+    ) -> bool {
+        let (cols, n) = (self.cols, rows.len());
+        let span = |per_row: usize| rows.start * per_row..rows.end * per_row;
+        match input {
+            TaskInput::F32(x) => match_data!(self.data,
+                F32(w) => w
+                    .get(span(cols))
+                    .map(|w| kernels.matmat_f32(w, n, cols, x, tokens, out, ld))
+                    .is_some(),
+                F16(w) => w
+                    .get(span(cols))
+                    .map(|w| kernels.matmat_f16(w, n, cols, x, tokens, out, ld))
+                    .is_some(),
+                quant(_w) => false,
+            ),
+            TaskInput::Q8_0(x) => match_data!(self.data,
+                F32(_) => false,
+                F16(_) => false,
+                quant(w) => w
+                    .get(span(cols / QK))
+                    .map(|w| kernels.matmat(w, n, cols, x, tokens, out, ld))
+                    .is_some(),
+            ),
+        }
+    }
+}
+
+/// Dequantizes blocks `bstart .. bstart + nb` of `w` into `out` (as many
+/// values as fit); nothing when they are not all there.
+fn dequantize_row<W: QuantFormat>(w: &[W], bstart: usize, nb: usize, out: &mut [f32]) {
+    if let Some(row) = w.get(bstart..bstart + nb) {
+        for (b, o) in row.iter().zip(out.chunks_mut(QK)) {
+            let mut t = [0.0f32; QK];
+            W::dequantize(core::slice::from_ref(b), &mut t);
+            o.copy_from_slice(&t[..o.len()]);
+        }
     }
 }
 

@@ -110,81 +110,82 @@ impl fmt::Display for ValueType {
     }
 }
 
-/// A ggml tensor element type accepted by the reader.
-///
-/// Quantised types store `block_size()` elements in `type_size()` bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum GgmlType {
+/// Defines [`GgmlType`] from one table: a row per type, so that its id,
+/// name and sizes are written once and every method is an exhaustive match
+/// (a type added here cannot fall through to a default).
+macro_rules! ggml_types {
+    ($($(#[$doc:meta])* $v:ident = $id:literal, $name:literal, $block:literal, $bytes:expr;)*) => {
+        /// A ggml tensor element type accepted by the reader.
+        ///
+        /// Quantised types store `block_size()` elements in `type_size()` bytes.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum GgmlType {
+            $($(#[$doc])* $v,)*
+        }
+
+        impl GgmlType {
+            /// Every type the reader accepts, by id.
+            pub const ALL: &'static [GgmlType] = &[$(GgmlType::$v),*];
+
+            /// The type for a ggml type id, `None` for ids this reader does not accept.
+            pub const fn from_u32(id: u32) -> Option<Self> {
+                match id {
+                    $($id => Some(GgmlType::$v),)*
+                    _ => None,
+                }
+            }
+
+            /// The ggml type id.
+            pub const fn id(self) -> u32 {
+                match self {
+                    $(GgmlType::$v => $id,)*
+                }
+            }
+
+            /// Elements per block (1 for the float types, 32 for the quantised ones).
+            pub const fn block_size(self) -> usize {
+                match self {
+                    $(GgmlType::$v => $block,)*
+                }
+            }
+
+            /// Bytes per block.
+            pub const fn type_size(self) -> usize {
+                match self {
+                    $(GgmlType::$v => $bytes,)*
+                }
+            }
+
+            /// The ggml name (`F32`, `Q4_0`, ...).
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(GgmlType::$v => $name,)*
+                }
+            }
+        }
+    };
+}
+
+ggml_types! {
     /// 0: IEEE single precision.
-    F32,
+    F32 = 0, "F32", 1, 4;
     /// 1: IEEE half precision.
-    F16,
+    F16 = 1, "F16", 1, 2;
     /// 2: 32 x 4-bit, one f16 scale.
-    Q4_0,
+    Q4_0 = 2, "Q4_0", 32, 2 + 16;
     /// 3: 32 x 4-bit, f16 scale and minimum.
-    Q4_1,
+    Q4_1 = 3, "Q4_1", 32, 2 + 2 + 16;
     /// 6: 32 x 5-bit, one f16 scale.
-    Q5_0,
+    Q5_0 = 6, "Q5_0", 32, 2 + 4 + 16;
     /// 7: 32 x 5-bit, f16 scale and minimum.
-    Q5_1,
+    Q5_1 = 7, "Q5_1", 32, 2 + 2 + 4 + 16;
     /// 8: 32 x 8-bit, one f16 scale.
-    Q8_0,
+    Q8_0 = 8, "Q8_0", 32, 2 + 32;
     /// 9: 32 x 8-bit, f16 scale and f16 sum.
-    Q8_1,
+    Q8_1 = 9, "Q8_1", 32, 2 + 2 + 32;
 }
 
 impl GgmlType {
-    /// The type for a ggml type id, `None` for ids this reader does not accept.
-    pub const fn from_u32(id: u32) -> Option<Self> {
-        Some(match id {
-            0 => GgmlType::F32,
-            1 => GgmlType::F16,
-            2 => GgmlType::Q4_0,
-            3 => GgmlType::Q4_1,
-            6 => GgmlType::Q5_0,
-            7 => GgmlType::Q5_1,
-            8 => GgmlType::Q8_0,
-            9 => GgmlType::Q8_1,
-            _ => return None,
-        })
-    }
-
-    /// The ggml type id.
-    pub const fn id(self) -> u32 {
-        match self {
-            GgmlType::F32 => 0,
-            GgmlType::F16 => 1,
-            GgmlType::Q4_0 => 2,
-            GgmlType::Q4_1 => 3,
-            GgmlType::Q5_0 => 6,
-            GgmlType::Q5_1 => 7,
-            GgmlType::Q8_0 => 8,
-            GgmlType::Q8_1 => 9,
-        }
-    }
-
-    /// Elements per block (1 for the float types, 32 for the quantised ones).
-    pub const fn block_size(self) -> usize {
-        match self {
-            GgmlType::F32 | GgmlType::F16 => 1,
-            _ => 32,
-        }
-    }
-
-    /// Bytes per block.
-    pub const fn type_size(self) -> usize {
-        match self {
-            GgmlType::F32 => 4,
-            GgmlType::F16 => 2,
-            GgmlType::Q4_0 => 2 + 16,
-            GgmlType::Q4_1 => 2 + 2 + 16,
-            GgmlType::Q5_0 => 2 + 4 + 16,
-            GgmlType::Q5_1 => 2 + 2 + 4 + 16,
-            GgmlType::Q8_0 => 2 + 32,
-            GgmlType::Q8_1 => 2 + 2 + 32,
-        }
-    }
-
     /// Bytes taken by `n_elements` elements, `None` if `n_elements` is not a
     /// multiple of the block size or the size overflows.
     pub const fn bytes_for(self, n_elements: u64) -> Option<u64> {
@@ -195,20 +196,6 @@ impl GgmlType {
         match n_elements.checked_div(block) {
             Some(blocks) => blocks.checked_mul(self.type_size() as u64),
             None => None,
-        }
-    }
-
-    /// The ggml name (`F32`, `Q4_0`, ...).
-    pub const fn name(self) -> &'static str {
-        match self {
-            GgmlType::F32 => "F32",
-            GgmlType::F16 => "F16",
-            GgmlType::Q4_0 => "Q4_0",
-            GgmlType::Q4_1 => "Q4_1",
-            GgmlType::Q5_0 => "Q5_0",
-            GgmlType::Q5_1 => "Q5_1",
-            GgmlType::Q8_0 => "Q8_0",
-            GgmlType::Q8_1 => "Q8_1",
         }
     }
 }

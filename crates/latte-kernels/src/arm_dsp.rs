@@ -103,7 +103,7 @@ use crate::scalar::{reduce_lanes, LANES};
 /// 1,024 columns, 2,304 bytes of stack for the widened activations (32 x 72
 /// bytes for `Q4_0` weights, 32 x 68 for `Q8_0`; on FPU targets the same in
 /// groups of eight, see the `fpu` module).
-pub const MAX_BLOCKS: usize = 32;
+pub(crate) const MAX_BLOCKS: usize = 32;
 
 /// Words of one widened activation block (32 values as 16-bit pairs).
 const WORDS: usize = QK / 2;
@@ -398,7 +398,7 @@ fn accumulate(products: impl Iterator<Item = f32>) -> f32 {
 ///
 /// # Safety
 /// The CPU has the DSP extension (compile-time: `latte_arm_dsp`).
-pub unsafe fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+pub(crate) unsafe fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
     let mut wide = WideQ8::ZERO;
     accumulate(w.iter().zip(x).map(|(b, xb)| {
         widen_q8(xb, &mut wide);
@@ -410,7 +410,7 @@ pub unsafe fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
 ///
 /// # Safety
 /// As [`dot_q8_0`].
-pub unsafe fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+pub(crate) unsafe fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
     let mut wide = WideQ4::ZERO;
     accumulate(w.iter().zip(x).map(|(b, xb)| {
         widen_q4(xb, &mut wide);
@@ -423,7 +423,7 @@ pub unsafe fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
 /// # Safety
 /// As [`dot_q8_0`]; `(y.len() - 1) * stride + x.len() <= w.len()` and
 /// `x.len() <= stride`.
-pub unsafe fn matvec_q8_0(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
+pub(crate) unsafe fn matvec_q8_0(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
     let nb = x.len();
     if nb > MAX_BLOCKS {
         for (r, out) in y.iter_mut().enumerate() {
@@ -455,7 +455,7 @@ pub unsafe fn matvec_q8_0(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &m
 ///
 /// # Safety
 /// As [`matvec_q8_0`].
-pub unsafe fn matvec_q4_0(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
+pub(crate) unsafe fn matvec_q4_0(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
     let nb = x.len();
     if nb > MAX_BLOCKS {
         for (r, out) in y.iter_mut().enumerate() {

@@ -3,6 +3,10 @@
 
 use core::fmt;
 
+use crate::format::{f16_finite, QuantFormat, QuantKernels};
+use crate::kernels::KernelPath;
+use crate::scalar;
+
 /// Values per quantized block (ggml's `QK8_0` and `QK4_0`).
 pub const QK: usize = 32;
 
@@ -65,6 +69,136 @@ impl Block for BlockQ8_0 {
 
 impl Block for BlockQ4_0 {
     const GGML_TYPE: u32 = 2;
+}
+
+// The formats' kernel tables: the scalar specification, and the paths that
+// override it. A path missing here runs the specification (always correct);
+// the paths are only ever asked for by a `Kernels` whose constructor
+// detected them.
+
+impl QuantFormat for BlockQ8_0 {
+    const NAME: &'static str = "Q8_0";
+    const MAX_QUANT: f32 = 127.0;
+    type Act = BlockQ8_0;
+
+    fn quantize(x: &[f32], y: &mut [Self]) {
+        scalar::quantize_q8_0(x, y)
+    }
+
+    fn dequantize(x: &[Self], y: &mut [f32]) {
+        scalar::dequantize_q8_0(x, y)
+    }
+
+    fn finite(&self) -> bool {
+        f16_finite(self.d)
+    }
+
+    fn kernels(path: KernelPath) -> QuantKernels<Self, BlockQ8_0> {
+        // SAFETY: every arm's pair is the path's bit-exact twin of
+        // `scalar::dot_q8_0` / `scalar::matvec_q8_0`, needing exactly the
+        // CPU features that path's detection checks (`crate::kernels`).
+        unsafe {
+            match path {
+                #[cfg(target_arch = "x86_64")]
+                KernelPath::Avx2 => {
+                    use crate::x86_avx2 as k;
+                    QuantKernels::new(k::dot_q8_0, k::matvec_q8_0)
+                        .with_matmat(k::matmat_q8_0_small, 4)
+                }
+                #[cfg(target_arch = "x86_64")]
+                KernelPath::AvxVnni => {
+                    use crate::x86_avxvnni as k;
+                    QuantKernels::new(k::dot_q8_0, k::matvec_q8_0)
+                        .with_matmat(k::matmat_q8_0_small, 4)
+                }
+                #[cfg(target_arch = "x86_64")]
+                KernelPath::Avx512Vnni => {
+                    QuantKernels::new(crate::x86_avx512::dot_q8_0, crate::x86_avx512::matvec_q8_0)
+                }
+                #[cfg(target_arch = "aarch64")]
+                KernelPath::Neon => QuantKernels::new(
+                    crate::aarch64_neon::dot_q8_0,
+                    crate::aarch64_neon::matvec_q8_0,
+                ),
+                #[cfg(target_arch = "aarch64")]
+                KernelPath::NeonDotprod => QuantKernels::new(
+                    crate::aarch64_neon::dot_q8_0_sdot,
+                    crate::aarch64_neon::matvec_q8_0_sdot,
+                ),
+                #[cfg(latte_arm_dsp)]
+                KernelPath::ArmDsp => {
+                    QuantKernels::new(crate::arm_dsp::dot_q8_0, crate::arm_dsp::matvec_q8_0)
+                }
+                #[cfg(latte_arm_mve)]
+                KernelPath::ArmHelium => {
+                    QuantKernels::new(crate::arm_helium::dot_q8_0, crate::arm_helium::matvec_q8_0)
+                }
+                _ => QuantKernels::new(scalar::dot_q8_0, scalar::matvec_q8_0),
+            }
+        }
+    }
+}
+
+impl QuantFormat for BlockQ4_0 {
+    const NAME: &'static str = "Q4_0";
+    const MAX_QUANT: f32 = 8.0;
+    type Act = BlockQ8_0;
+
+    fn quantize(x: &[f32], y: &mut [Self]) {
+        scalar::quantize_q4_0(x, y)
+    }
+
+    fn dequantize(x: &[Self], y: &mut [f32]) {
+        scalar::dequantize_q4_0(x, y)
+    }
+
+    fn finite(&self) -> bool {
+        f16_finite(self.d)
+    }
+
+    fn kernels(path: KernelPath) -> QuantKernels<Self, BlockQ8_0> {
+        // SAFETY: as for `BlockQ8_0`, every arm's pair is the twin of
+        // `scalar::dot_q4_0` / `scalar::matvec_q4_0`.
+        unsafe {
+            match path {
+                #[cfg(target_arch = "x86_64")]
+                KernelPath::Avx2 => {
+                    use crate::x86_avx2 as k;
+                    QuantKernels::new(k::dot_q4_0, k::matvec_q4_0)
+                        .with_matmat(k::matmat_q4_0_small, 4)
+                }
+                #[cfg(target_arch = "x86_64")]
+                KernelPath::AvxVnni => {
+                    use crate::x86_avxvnni as k;
+                    QuantKernels::new(k::dot_q4_0, k::matvec_q4_0)
+                        .with_matmat(k::matmat_q4_0_small, 4)
+                }
+                #[cfg(target_arch = "x86_64")]
+                KernelPath::Avx512Vnni => {
+                    QuantKernels::new(crate::x86_avx512::dot_q4_0, crate::x86_avx512::matvec_q4_0)
+                }
+                #[cfg(target_arch = "aarch64")]
+                KernelPath::Neon => QuantKernels::new(
+                    crate::aarch64_neon::dot_q4_0,
+                    crate::aarch64_neon::matvec_q4_0,
+                ),
+                #[cfg(target_arch = "aarch64")]
+                KernelPath::NeonDotprod => QuantKernels::new(
+                    crate::aarch64_neon::dot_q4_0_sdot,
+                    crate::aarch64_neon::matvec_q4_0_sdot,
+                ),
+                #[cfg(latte_arm_dsp)]
+                KernelPath::ArmDsp => {
+                    QuantKernels::new(crate::arm_dsp::dot_q4_0, crate::arm_dsp::matvec_q4_0)
+                }
+                #[cfg(latte_arm_mve)]
+                KernelPath::ArmHelium => {
+                    QuantKernels::new(crate::arm_helium::dot_q4_0, crate::arm_helium::matvec_q4_0)
+                }
+                _ => QuantKernels::new(scalar::dot_q4_0, scalar::matvec_q4_0),
+            }
+        }
+    }
 }
 
 impl BlockQ8_0 {

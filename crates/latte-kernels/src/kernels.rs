@@ -8,12 +8,8 @@ use half::f16;
 use crate::block::{BlockQ4_0, BlockQ8_0, QK};
 use crate::scalar;
 
-type DotQ8 = unsafe fn(&[BlockQ8_0], &[BlockQ8_0]) -> f32;
-type DotQ4 = unsafe fn(&[BlockQ4_0], &[BlockQ8_0]) -> f32;
 type DotF32 = unsafe fn(&[f32], &[f32]) -> f32;
 type DotF16 = unsafe fn(&[f16], &[f32]) -> f32;
-type MatQ8 = unsafe fn(&[BlockQ8_0], usize, &[BlockQ8_0], &mut [f32]);
-type MatQ4 = unsafe fn(&[BlockQ4_0], usize, &[BlockQ8_0], &mut [f32]);
 type MatF32 = unsafe fn(&[f32], usize, &[f32], &mut [f32]);
 type MatF16 = unsafe fn(&[f16], usize, &[f32], &mut [f32]);
 type QuantQ8 = unsafe fn(&[f32], &mut [BlockQ8_0]);
@@ -105,12 +101,8 @@ impl fmt::Display for KernelPath {
 #[derive(Clone, Copy)]
 pub struct Kernels {
     path: KernelPath,
-    dot_q8_0: DotQ8,
-    dot_q4_0: DotQ4,
     dot_f32: DotF32,
     dot_f16: DotF16,
-    matvec_q8_0: MatQ8,
-    matvec_q4_0: MatQ4,
     matvec_f32: MatF32,
     matvec_f16: MatF16,
     quantize_q8_0: QuantQ8,
@@ -208,12 +200,8 @@ impl Kernels {
     pub fn scalar() -> Kernels {
         Kernels {
             path: KernelPath::Scalar,
-            dot_q8_0: scalar::dot_q8_0,
-            dot_q4_0: scalar::dot_q4_0,
             dot_f32: scalar::dot_f32,
             dot_f16: scalar::dot_f16,
-            matvec_q8_0: scalar::matvec_q8_0,
-            matvec_q4_0: scalar::matvec_q4_0,
             matvec_f32: scalar::matvec_f32,
             matvec_f16: scalar::matvec_f16,
             quantize_q8_0: scalar::quantize_q8_0,
@@ -232,12 +220,8 @@ impl Kernels {
             use crate::x86_avx2 as k;
             return Some(Kernels {
                 path: KernelPath::Avx2,
-                dot_q8_0: k::dot_q8_0,
-                dot_q4_0: k::dot_q4_0,
                 dot_f32: k::dot_f32,
                 dot_f16: k::dot_f16,
-                matvec_q8_0: k::matvec_q8_0,
-                matvec_q4_0: k::matvec_q4_0,
                 matvec_f32: k::matvec_f32,
                 matvec_f16: k::matvec_f16,
                 quantize_q8_0: k::quantize_q8_0,
@@ -255,14 +239,9 @@ impl Kernels {
     pub fn avx_vnni() -> Option<Kernels> {
         #[cfg(target_arch = "x86_64")]
         if detect::avx_vnni() {
-            use crate::x86_avxvnni as v;
             // AVX-VNNI implies AVX2 (`detect::avx_vnni` checks both).
             return Kernels::avx2().map(|base| Kernels {
                 path: KernelPath::AvxVnni,
-                dot_q8_0: v::dot_q8_0,
-                dot_q4_0: v::dot_q4_0,
-                matvec_q8_0: v::matvec_q8_0,
-                matvec_q4_0: v::matvec_q4_0,
                 ..base
             });
         }
@@ -279,10 +258,6 @@ impl Kernels {
             // `detect::avx512_vnni` checks AVX2 too.
             return Kernels::avx2().map(|base| Kernels {
                 path: KernelPath::Avx512Vnni,
-                dot_q8_0: v::dot_q8_0,
-                dot_q4_0: v::dot_q4_0,
-                matvec_q8_0: v::matvec_q8_0,
-                matvec_q4_0: v::matvec_q4_0,
                 quantize_q8_0: v::quantize_q8_0,
                 exp: v::exp_inplace,
                 tanh: v::tanh_inplace,
@@ -302,12 +277,8 @@ impl Kernels {
             use crate::aarch64_neon as k;
             return Some(Kernels {
                 path: KernelPath::Neon,
-                dot_q8_0: k::dot_q8_0,
-                dot_q4_0: k::dot_q4_0,
                 dot_f32: k::dot_f32,
                 dot_f16: k::dot_f16,
-                matvec_q8_0: k::matvec_q8_0,
-                matvec_q4_0: k::matvec_q4_0,
                 matvec_f32: k::matvec_f32,
                 matvec_f16: k::matvec_f16,
                 quantize_q8_0: k::quantize_q8_0,
@@ -325,14 +296,9 @@ impl Kernels {
     pub fn neon_dotprod() -> Option<Kernels> {
         #[cfg(target_arch = "aarch64")]
         if detect::dotprod() {
-            use crate::aarch64_neon as k;
             // The dot-product extension implies NEON (`detect::dotprod` checks both).
             return Kernels::neon().map(|base| Kernels {
                 path: KernelPath::NeonDotprod,
-                dot_q8_0: k::dot_q8_0_sdot,
-                dot_q4_0: k::dot_q4_0_sdot,
-                matvec_q8_0: k::matvec_q8_0_sdot,
-                matvec_q4_0: k::matvec_q4_0_sdot,
                 ..base
             });
         }
@@ -347,13 +313,8 @@ impl Kernels {
     pub fn arm_dsp() -> Option<Kernels> {
         #[cfg(latte_arm_dsp)]
         {
-            use crate::arm_dsp as k;
             return Some(Kernels {
                 path: KernelPath::ArmDsp,
-                dot_q8_0: k::dot_q8_0,
-                dot_q4_0: k::dot_q4_0,
-                matvec_q8_0: k::matvec_q8_0,
-                matvec_q4_0: k::matvec_q4_0,
                 ..Kernels::scalar()
             });
         }
@@ -368,13 +329,8 @@ impl Kernels {
     pub fn arm_helium() -> Option<Kernels> {
         #[cfg(latte_arm_mve)]
         {
-            use crate::arm_helium as k;
             return Some(Kernels {
                 path: KernelPath::ArmHelium,
-                dot_q8_0: k::dot_q8_0,
-                dot_q4_0: k::dot_q4_0,
-                matvec_q8_0: k::matvec_q8_0,
-                matvec_q4_0: k::matvec_q4_0,
                 ..Kernels::scalar()
             });
         }
@@ -407,25 +363,15 @@ impl Kernels {
     }
 
     /// Dot product of `n` values (`n / 32` blocks) of `Q8_0` weights with
-    /// `Q8_0` activations, ggml's `vec_dot_q8_0_q8_0`, in the reference order
-    /// of [`crate::scalar`].
-    ///
-    /// Uses the first `min(n / 32, w.len(), x.len())` blocks (`n` is a
-    /// multiple of 32 by contract; a remainder is ignored).
+    /// `Q8_0` activations, ggml's `vec_dot_q8_0_q8_0`: [`Kernels::vec_dot`].
     pub fn vec_dot_q8_0_q8_0(&self, n: usize, w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
-        let nb = (n / QK).min(w.len()).min(x.len());
-        // SAFETY: the constructor checked that this CPU supports the path;
-        // the slices have equal lengths.
-        unsafe { (self.dot_q8_0)(&w[..nb], &x[..nb]) }
+        self.vec_dot(n, w, x)
     }
 
     /// Like [`Kernels::vec_dot_q8_0_q8_0`] for `Q4_0` weights
     /// (ggml's `vec_dot_q4_0_q8_0`).
     pub fn vec_dot_q4_0_q8_0(&self, n: usize, w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
-        let nb = (n / QK).min(w.len()).min(x.len());
-        // SAFETY: the constructor checked that this CPU supports the path;
-        // the slices have equal lengths.
-        unsafe { (self.dot_q4_0)(&w[..nb], &x[..nb]) }
+        self.vec_dot(n, w, x)
     }
 
     /// `f32` dot product of the common prefix of `a` and `b`.
@@ -442,13 +388,8 @@ impl Kernels {
         unsafe { (self.dot_f16)(&a[..n], &b[..n]) }
     }
 
-    /// `y[r] = vec_dot_q8_0_q8_0(cols, row r, x_q)` for a row-major
-    /// `rows x cols` `Q8_0` matrix (`cols / 32` blocks per row).
-    ///
-    /// Each `y[r]` has exactly the bits of the corresponding `vec_dot`.
-    /// Computes `min(rows, y.len(), w_rows.len() / (cols / 32))` rows and
-    /// leaves the rest of `y` alone; when `x_q` is shorter than a row only its
-    /// blocks are used.
+    /// [`Kernels::matvec`] for a `Q8_0` matrix: `y[r] =
+    /// vec_dot_q8_0_q8_0(cols, row r, x_q)`, the same lengths.
     pub fn matvec_q8_0(
         &self,
         w_rows: &[BlockQ8_0],
@@ -457,12 +398,7 @@ impl Kernels {
         x_q: &[BlockQ8_0],
         y: &mut [f32],
     ) {
-        let Some((w, stride, x, y)) = mat_args(w_rows, rows, cols / QK, x_q, y) else {
-            return;
-        };
-        // SAFETY: the constructor checked that this CPU supports the path;
-        // `mat_args` guarantees `(y.len() - 1) * stride + x.len() <= w.len()`.
-        unsafe { (self.matvec_q8_0)(w, stride, x, y) }
+        self.matvec(w_rows, rows, cols, x_q, y)
     }
 
     /// Like [`Kernels::matvec_q8_0`] for `Q4_0` weights.
@@ -474,12 +410,7 @@ impl Kernels {
         x_q: &[BlockQ8_0],
         y: &mut [f32],
     ) {
-        let Some((w, stride, x, y)) = mat_args(w_rows, rows, cols / QK, x_q, y) else {
-            return;
-        };
-        // SAFETY: the constructor checked that this CPU supports the path;
-        // `mat_args` guarantees `(y.len() - 1) * stride + x.len() <= w.len()`.
-        unsafe { (self.matvec_q4_0)(w, stride, x, y) }
+        self.matvec(w_rows, rows, cols, x_q, y)
     }
 
     /// `y[r] = vec_dot_f32(row r, x)` for a row-major `rows x cols` `f32`
@@ -559,7 +490,7 @@ impl Kernels {
 /// otherwise `(w, stride, x, y)` with `y` non-empty, `x.len() <= stride` and
 /// `(y.len() - 1) * stride + x.len() <= w.len()`.
 #[allow(clippy::type_complexity)]
-fn mat_args<'a, 'y, W, X>(
+pub(crate) fn mat_args<'a, 'y, W, X>(
     w: &'a [W],
     rows: usize,
     stride: usize,

@@ -52,6 +52,7 @@
 extern crate std;
 
 pub mod block;
+pub mod format;
 mod kernels;
 pub mod matmat;
 pub mod scalar;
@@ -75,6 +76,7 @@ pub use block::{
     blocks_as_bytes, cast_blocks, cast_blocks_mut, cast_q4_0, cast_q8_0, Block, BlockQ4_0,
     BlockQ8_0, CastError, QK,
 };
+pub use format::{ActFormat, QuantFormat, QuantKernels};
 pub use half::f16;
 pub use kernels::{KernelPath, Kernels};
 

@@ -35,8 +35,7 @@
 use half::f16;
 
 use crate::block::{BlockQ4_0, BlockQ8_0, QK};
-#[cfg(target_arch = "x86_64")]
-use crate::kernels::KernelPath;
+use crate::format::QuantFormat;
 use crate::kernels::Kernels;
 
 /// A path's own matrix-matrix kernel for one block of rows and every token:
@@ -124,17 +123,58 @@ fn blocked<W, X>(
 }
 
 impl Kernels {
-    /// `y[t * ldy + r]` = row `r` of the row-major `rows x cols` `Q8_0`
-    /// matrix `w_rows` times token `t`'s activations, for `t < tokens`:
-    /// `x_q` holds the tokens' `Q8_0` activations back to back (`cols / 32`
-    /// blocks each). Every value has exactly the bits of
-    /// [`Kernels::matvec_q8_0`] on that token (module documentation).
+    /// `y[t * ldy + r]` = row `r` of the row-major `rows x cols` matrix of
+    /// `W` blocks `w_rows` times token `t`'s activations, for `t < tokens`:
+    /// `x_q` holds the tokens' activations back to back (`cols / 32` blocks
+    /// each). Every value has exactly the bits of [`Kernels::matvec`] on
+    /// that token (module documentation).
     ///
     /// Lengths are trimmed, never a panic: computes `min(rows, w_rows.len()
     /// / (cols / 32))` rows (also at most `ldy` when there are several
     /// tokens) of the tokens that are whole in `x_q` and whose outputs fit
     /// in `y`; the rest of `y` is left alone. `ldy >= rows` for the usual
     /// token-major layout.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmat<W: QuantFormat>(
+        &self,
+        w_rows: &[W],
+        rows: usize,
+        cols: usize,
+        x_q: &[W::Act],
+        tokens: usize,
+        y: &mut [f32],
+        ldy: usize,
+    ) {
+        let nb = cols / QK;
+        if nb == 0 {
+            return self.zeros(rows, tokens, y, ldy);
+        }
+        // The path's own kernel, for rows it takes. `self` exists only for
+        // a path the CPU supports; the driver passes `nb`-block rows, whole
+        // tokens and an output that holds `(tokens - 1) * ldy + rows` values.
+        let small = W::kernels(self.path())
+            .matmat
+            .filter(|&(_, max)| nb <= max)
+            .map(|(f, _)| f);
+        let mm = move |w: &[W], _: usize, x: &[W::Act], t: usize, y: &mut [f32], ldy: usize| {
+            // SAFETY: see above.
+            small.is_some_and(|f| unsafe { f(w, nb, x, t, y, ldy) })
+        };
+        blocked(
+            w_rows,
+            rows,
+            nb,
+            x_q,
+            nb,
+            tokens,
+            y,
+            ldy,
+            |w, r, x, y| self.matvec(w, r, cols, x, y),
+            small.is_some().then_some(&mm as BlockKernel<'_, W, W::Act>),
+        )
+    }
+
+    /// [`Kernels::matmat`] for `Q8_0` weights.
     #[allow(clippy::too_many_arguments)]
     pub fn matmat_q8_0(
         &self,
@@ -146,45 +186,10 @@ impl Kernels {
         y: &mut [f32],
         ldy: usize,
     ) {
-        let nb = cols / QK;
-        if nb == 0 {
-            return self.zeros(rows, tokens, y, ldy);
-        }
-        #[cfg(target_arch = "x86_64")]
-        // A `Kernels` has these paths only when its constructor detected
-        // the CPU features the functions need (`Kernels::avx2`: AVX2, FMA,
-        // F16C; `Kernels::avx_vnni`: also AVX-VNNI). The driver passes
-        // `nb`-block rows, whole tokens and an output that holds
-        // `(tokens - 1) * ldy + rows` values.
-        let small: Option<BlockKernel<'_, BlockQ8_0, BlockQ8_0>> = match self.path() {
-            KernelPath::Avx2 if nb <= 4 => Some(&|w, _, x, t, y, ldy| {
-                // SAFETY: the path is AVX2 (see above).
-                unsafe { crate::x86_avx2::matmat_q8_0_small(w, nb, x, t, y, ldy) }
-            }),
-            KernelPath::AvxVnni if nb <= 4 => Some(&|w, _, x, t, y, ldy| {
-                // SAFETY: the path is AVX-VNNI (see above).
-                unsafe { crate::x86_avxvnni::matmat_q8_0_small(w, nb, x, t, y, ldy) };
-                true
-            }),
-            _ => None,
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let small = None;
-        blocked(
-            w_rows,
-            rows,
-            nb,
-            x_q,
-            nb,
-            tokens,
-            y,
-            ldy,
-            |w, r, x, y| self.matvec_q8_0(w, r, cols, x, y),
-            small,
-        )
+        self.matmat(w_rows, rows, cols, x_q, tokens, y, ldy)
     }
 
-    /// Like [`Kernels::matmat_q8_0`] for `Q4_0` weights.
+    /// [`Kernels::matmat`] for `Q4_0` weights.
     #[allow(clippy::too_many_arguments)]
     pub fn matmat_q4_0(
         &self,
@@ -196,39 +201,7 @@ impl Kernels {
         y: &mut [f32],
         ldy: usize,
     ) {
-        let nb = cols / QK;
-        if nb == 0 {
-            return self.zeros(rows, tokens, y, ldy);
-        }
-        #[cfg(target_arch = "x86_64")]
-        // As in `matmat_q8_0`.
-        let small: Option<BlockKernel<'_, BlockQ4_0, BlockQ8_0>> = match self.path() {
-            KernelPath::Avx2 if nb <= 4 => Some(&|w, _, x, t, y, ldy| {
-                // SAFETY: the path is AVX2 (see `matmat_q8_0`).
-                unsafe { crate::x86_avx2::matmat_q4_0_small(w, nb, x, t, y, ldy) };
-                true
-            }),
-            KernelPath::AvxVnni if nb <= 4 => Some(&|w, _, x, t, y, ldy| {
-                // SAFETY: the path is AVX-VNNI (see `matmat_q8_0`).
-                unsafe { crate::x86_avxvnni::matmat_q4_0_small(w, nb, x, t, y, ldy) };
-                true
-            }),
-            _ => None,
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let small = None;
-        blocked(
-            w_rows,
-            rows,
-            nb,
-            x_q,
-            nb,
-            tokens,
-            y,
-            ldy,
-            |w, r, x, y| self.matvec_q4_0(w, r, cols, x, y),
-            small,
-        )
+        self.matmat(w_rows, rows, cols, x_q, tokens, y, ldy)
     }
 
     /// Like [`Kernels::matmat_q8_0`] for an `f32` matrix and `f32` inputs

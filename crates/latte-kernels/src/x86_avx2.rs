@@ -499,9 +499,10 @@ pub(crate) unsafe fn matmat_q4_0_small(
     tokens: usize,
     y: &mut [f32],
     ldy: usize,
-) {
+) -> bool {
     // SAFETY: the caller guarantees the target features.
-    unsafe { matmat_q4_0_small_tf(w, nb, x, tokens, y, ldy) }
+    unsafe { matmat_q4_0_small_tf(w, nb, x, tokens, y, ldy) };
+    true
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::parser::ValueSource;
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Causal Latte language models: convert, inspect, run.
 #[derive(Parser, Debug)]
@@ -53,22 +53,6 @@ enum Command {
     Bench(BenchArgs),
 }
 
-/// Stored precision of the converted 2-D matrices.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum OutDtype {
-    /// IEEE single precision.
-    F32,
-    /// IEEE half precision (norms and biases stay f32).
-    F16,
-    /// ggml Q8_0: blocks of 32 values, 8-bit quants and an f16 scale.
-    #[value(name = "q8_0")]
-    Q8_0,
-    /// ggml Q4_0: blocks of 32 values, 4-bit quants and an f16 scale
-    /// (token_embd and output default to q8_0).
-    #[value(name = "q4_0")]
-    Q4_0,
-}
-
 #[derive(Args, Debug)]
 pub struct ConvertArgs {
     /// Input checkpoint (.safetensors).
@@ -94,8 +78,8 @@ pub struct ConvertArgs {
     /// Precision of the 2-D matrices; norms and biases are always f32, and
     /// with q4_0 token_embd and output are q8_0 (at least 8-bit). A
     /// quantized matrix needs rows whose length is a multiple of 32.
-    #[arg(long, value_enum, default_value_t = OutDtype::F32)]
-    pub dtype: OutDtype,
+    #[arg(long, value_enum, default_value_t = convert::TensorType::F32)]
+    pub dtype: convert::TensorType,
     /// Type of the matrices whose GGUF name matches PATTERN (`*` matches
     /// anything, the whole name must match; the last matching flag wins),
     /// e.g. --tensor-type 'blk.*.ffn_*=q4_0' --tensor-type 'output.weight=f16'.

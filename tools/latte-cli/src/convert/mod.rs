@@ -18,8 +18,9 @@ use safetensors::SafeTensors;
 use serde::Deserialize;
 
 use crate::mapped::Mapped;
-use crate::{ConvertArgs, OutDtype};
-use quant::{Policy, TensorType};
+use crate::ConvertArgs;
+use quant::Policy;
+pub use quant::TensorType;
 use scheme::{Hyper, Role, Scheme, DECAY_AFTER, LAYER_ROLES};
 
 /// Safetensors metadata key holding the reference trainer's configuration.
@@ -192,7 +193,7 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
     };
     validate_plan(&plan)?;
     check_tensors(&found, scheme, &plan.hp, &shown)?;
-    let policy = Policy::new(main_type(args.dtype), &args.tensor_type)?;
+    let policy = Policy::new(args.dtype, &args.tensor_type)?;
     let named: Vec<(String, Role)> = order
         .iter()
         .map(|&(layer, role)| (role.gguf_name(layer), role))
@@ -578,16 +579,6 @@ fn check_tensors(found: &Found, scheme: Scheme, hp: &Hyper, shown: &str) -> Resu
     Ok(())
 }
 
-/// The `--dtype` as a tensor type.
-fn main_type(dtype: OutDtype) -> TensorType {
-    match dtype {
-        OutDtype::F32 => TensorType::F32,
-        OutDtype::F16 => TensorType::F16,
-        OutDtype::Q8_0 => TensorType::Q8_0,
-        OutDtype::Q4_0 => TensorType::Q4_0,
-    }
-}
-
 /// Converts one tensor to `out` (the policy's type for it): `(ne, type,
 /// bytes)` for the model file.
 fn convert_tensor<'d>(
@@ -643,14 +634,9 @@ fn convert_tensor<'d>(
     if transposed {
         values = decode::transpose(&values, shape[0], shape[1]);
     }
-    let data = match out {
-        TensorType::F32 => decode::encode_f32(&values),
-        TensorType::F16 => decode::encode_f16(&values)?,
-        // Rows are contiguous and whole blocks (checked by the policy), so
-        // the blocks of the whole buffer are the blocks of each row.
-        TensorType::Q8_0 => quant::encode_q8_0(&values)?,
-        TensorType::Q4_0 => quant::encode_q4_0(&values)?,
-    };
+    // Rows are contiguous and whole blocks (checked by the policy), so the
+    // blocks of the whole buffer are the blocks of each row.
+    let data = out.encode(&values)?;
     Ok((ne, out.ggml(), Cow::Owned(data)))
 }
 

@@ -5,11 +5,13 @@ use std::fmt;
 
 use anyhow::{anyhow, bail, ensure, Result};
 use latte_gguf::GgmlType;
-use latte_kernels::{BlockQ4_0, BlockQ8_0, QK};
+use latte_kernels::{BlockQ4_0, BlockQ8_0, QuantFormat, QK};
 
 use super::scheme::{Hyper, Role, SymShape};
 
-/// Stored type of one tensor.
+/// Stored type of one tensor: the values of `--dtype` and of
+/// `--tensor-type`'s TYPE. Every method is an exhaustive match, so a format
+/// added here is added everywhere the converter needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TensorType {
     F32,
@@ -36,6 +38,19 @@ impl TensorType {
         }
     }
 
+    /// The line `--help` shows for the type.
+    fn help(self) -> &'static str {
+        match self {
+            TensorType::F32 => "IEEE single precision",
+            TensorType::F16 => "IEEE half precision (norms and biases stay f32)",
+            TensorType::Q8_0 => "ggml Q8_0: blocks of 32 values, 8-bit quants and an f16 scale",
+            TensorType::Q4_0 => {
+                "ggml Q4_0: blocks of 32 values, 4-bit quants and an f16 scale \
+                 (token_embd and output default to q8_0)"
+            }
+        }
+    }
+
     pub fn parse(s: &str) -> Option<TensorType> {
         let s = s.trim().to_ascii_lowercase();
         Self::ALL.into_iter().find(|t| t.name() == s)
@@ -51,7 +66,40 @@ impl TensorType {
     }
 
     pub fn is_quantized(self) -> bool {
-        matches!(self, TensorType::Q8_0 | TensorType::Q4_0)
+        match self {
+            TensorType::F32 | TensorType::F16 => false,
+            TensorType::Q8_0 | TensorType::Q4_0 => true,
+        }
+    }
+
+    /// `values` (row-major, rows of whole blocks for the quantized types)
+    /// as the file bytes of this type.
+    pub fn encode(self, values: &[f32]) -> Result<Vec<u8>> {
+        match self {
+            TensorType::F32 => Ok(super::decode::encode_f32(values)),
+            TensorType::F16 => super::decode::encode_f16(values),
+            TensorType::Q8_0 => encode_blocks::<BlockQ8_0>(values),
+            TensorType::Q4_0 => encode_blocks::<BlockQ4_0>(values),
+        }
+    }
+}
+
+/// `f32, f16, q8_0 or q4_0`: the types, for messages.
+fn type_list() -> String {
+    let names: Vec<&str> = TensorType::ALL.iter().map(|t| t.name()).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.join(""),
+    }
+}
+
+impl clap::ValueEnum for TensorType {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()).help(self.help()))
     }
 }
 
@@ -104,7 +152,10 @@ impl Override {
             "--tensor-type `{s}`: the tensor-name pattern is empty"
         );
         let ty = TensorType::parse(ty).ok_or_else(|| {
-            anyhow!("--tensor-type `{s}`: `{ty}` is not a type (f32, f16, q8_0 or q4_0)")
+            anyhow!(
+                "--tensor-type `{s}`: `{ty}` is not a type ({})",
+                type_list()
+            )
         })?;
         Ok(Override {
             pattern: pattern.to_string(),
@@ -222,53 +273,43 @@ fn cols_of(s: super::scheme::Sym, hp: &Hyper) -> u64 {
     SymShape::Vector(s).dims(hp)[0]
 }
 
-/// `Q8_0` blocks of `values` (a whole number of 32-value rows), as file
-/// bytes: `d` (f16, little-endian) then 32 `i8`, per block.
+/// `B` blocks of `values` (a whole number of 32-value blocks), as file
+/// bytes (the blocks' little-endian layout, e.g. `Q8_0`: `d` then 32 `i8`),
+/// quantized with latte-kernels' reference quantizer.
+pub fn encode_blocks<B: QuantFormat>(values: &[f32]) -> Result<Vec<u8>> {
+    ensure!(
+        values.len().is_multiple_of(QK),
+        "internal: {} values is not a whole number of blocks",
+        values.len()
+    );
+    let mut blocks = vec![<B as bytemuck::Zeroable>::zeroed(); values.len() / QK];
+    B::quantize(values, &mut blocks);
+    check_scales::<B>(&blocks)?;
+    Ok(latte_kernels::blocks_as_bytes(&blocks).to_vec())
+}
+
+/// `Q8_0` blocks of `values` ([`encode_blocks`]).
+#[cfg(test)]
 pub fn encode_q8_0(values: &[f32]) -> Result<Vec<u8>> {
-    ensure!(
-        values.len().is_multiple_of(QK),
-        "internal: {} values is not a whole number of blocks",
-        values.len()
-    );
-    let mut blocks = vec![BlockQ8_0::default(); values.len() / QK];
-    latte_kernels::quantize_row_q8_0(values, &mut blocks);
-    check_scales(blocks.iter().map(|b| b.d), "Q8_0", 127.0)?;
-    let mut out = Vec::with_capacity(blocks.len() * 34);
-    for b in &blocks {
-        out.extend_from_slice(&b.d.to_le_bytes());
-        out.extend(b.qs.iter().map(|&q| q as u8));
-    }
-    Ok(out)
+    encode_blocks::<BlockQ8_0>(values)
 }
 
-/// `Q4_0` blocks of `values`, as file bytes: `d` then 16 packed bytes.
+/// `Q4_0` blocks of `values` ([`encode_blocks`]).
+#[cfg(test)]
 pub fn encode_q4_0(values: &[f32]) -> Result<Vec<u8>> {
-    ensure!(
-        values.len().is_multiple_of(QK),
-        "internal: {} values is not a whole number of blocks",
-        values.len()
-    );
-    let mut blocks = vec![BlockQ4_0::default(); values.len() / QK];
-    latte_kernels::quantize_row_q4_0(values, &mut blocks);
-    check_scales(blocks.iter().map(|b| b.d), "Q4_0", 8.0)?;
-    let mut out = Vec::with_capacity(blocks.len() * 18);
-    for b in &blocks {
-        out.extend_from_slice(&b.d.to_le_bytes());
-        out.extend_from_slice(&b.qs);
-    }
-    Ok(out)
+    encode_blocks::<BlockQ4_0>(values)
 }
 
-/// A block scale that overflowed `f16` (weights above ~65504 x `steps`).
-fn check_scales(scales: impl Iterator<Item = u16>, ty: &str, steps: f32) -> Result<()> {
-    for (i, d) in scales.enumerate() {
-        if d & 0x7C00 == 0x7C00 {
-            bail!(
-                "block {i}: a weight of magnitude above {} does not fit {ty}'s f16 block \
-                 scale; store this tensor as f32 (--tensor-type 'NAME=f32')",
-                65504.0 * steps
-            );
-        }
+/// A block scale that overflowed `f16` (weights above ~65504 x the largest
+/// quant).
+fn check_scales<B: QuantFormat>(blocks: &[B]) -> Result<()> {
+    if let Some(i) = blocks.iter().position(|b| !b.finite()) {
+        bail!(
+            "block {i}: a weight of magnitude above {} does not fit {}'s f16 block \
+             scale; store this tensor as f32 (--tensor-type 'NAME=f32')",
+            65504.0 * B::MAX_QUANT,
+            B::NAME
+        );
     }
     Ok(())
 }
