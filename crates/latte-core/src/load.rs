@@ -125,7 +125,8 @@ fn cast_err(e: latte_kernels::CastError, tensor: TensorName, len: usize) -> Erro
     }
 }
 
-/// An F32, F16, Q8_0 or Q4_0 `rows x cols` matrix (`ne = [cols, rows]`).
+/// An F32, F16 or block-quantized (`MatrixData::quantized_from_bytes`)
+/// `rows x cols` matrix (`ne = [cols, rows]`).
 /// Quantized rows must be whole blocks, and every block's scale finite.
 fn matrix<'a>(
     g: &Gguf<'a>,
@@ -138,7 +139,13 @@ fn matrix<'a>(
     let data = match t.ty {
         GgmlType::F32 => MatrixData::F32(cast_f32(t.data, name)?),
         GgmlType::F16 => MatrixData::F16(cast_f16(t.data, name)?),
-        GgmlType::Q8_0 | GgmlType::Q4_0 => {
+        other => {
+            let Some(cast) = MatrixData::quantized_from_bytes(other.id(), t.data) else {
+                return Err(Error::UnsupportedTensorType {
+                    tensor: name,
+                    ggml_type: other.id(),
+                });
+            };
             check_shape(&t, name, [cols as u64, rows as u64])?;
             if !cols.is_multiple_of(latte_kernels::QK) {
                 return Err(Error::QuantizedRowLength {
@@ -147,21 +154,7 @@ fn matrix<'a>(
                     cols,
                 });
             }
-            if t.ty == GgmlType::Q8_0 {
-                MatrixData::Q8_0(
-                    latte_kernels::cast_q8_0(t.data).map_err(|e| cast_err(e, name, len))?,
-                )
-            } else {
-                MatrixData::Q4_0(
-                    latte_kernels::cast_q4_0(t.data).map_err(|e| cast_err(e, name, len))?,
-                )
-            }
-        }
-        other => {
-            return Err(Error::UnsupportedTensorType {
-                tensor: name,
-                ggml_type: other.id(),
-            })
+            cast.map_err(|e| cast_err(e, name, len))?
         }
     };
     check_shape(&t, name, [cols as u64, rows as u64])?;

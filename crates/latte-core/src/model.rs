@@ -9,7 +9,7 @@ use crate::hash::Fnv64;
 use crate::latte::LatteLayer;
 use crate::mixer::Mixer;
 use crate::mlp::Mlp;
-use crate::tensor::{q8_0_scratch_len, Matrix, MatrixData, Norm};
+use crate::tensor::{q8_0_scratch_len, Matrix, Norm};
 use crate::MAX_LAYERS;
 use latte_kernels::{Kernels, QK};
 
@@ -147,30 +147,7 @@ pub(crate) const SINUSOID_TABLE: usize = 128;
 fn hash_matrix(h: &mut Fnv64, m: &Matrix<'_>) {
     h.usize(m.rows());
     h.usize(m.cols());
-    match m.data() {
-        MatrixData::F32(d) => {
-            h.u8(0);
-            h.f32s(d);
-        }
-        MatrixData::F16(d) => {
-            h.u8(1);
-            h.f16s(d);
-        }
-        MatrixData::Q8_0(d) => {
-            h.u8(8);
-            for b in d {
-                h.bytes(&b.d.to_le_bytes());
-                h.bytes(&b.qs.map(|q| q as u8));
-            }
-        }
-        MatrixData::Q4_0(d) => {
-            h.u8(2);
-            for b in d {
-                h.bytes(&b.d.to_le_bytes());
-                h.bytes(&b.qs);
-            }
-        }
-    }
+    m.data().hash_into(h);
 }
 
 fn hash_vector(h: &mut Fnv64, v: &[f32]) {

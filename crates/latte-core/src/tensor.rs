@@ -1,9 +1,10 @@
 //! Read-only weight views borrowed from the model bytes.
 
 use half::f16;
-use latte_kernels::{BlockQ4_0, BlockQ8_0, Kernels, QuantFormat, QK};
+use latte_kernels::{Block, BlockQ4_0, BlockQ8_0, CastError, Kernels, QuantFormat, QK};
 
 use crate::error::{Error, TensorName};
+use crate::hash::Fnv64;
 use crate::ops;
 use crate::parallel::TaskInput;
 
@@ -89,6 +90,40 @@ impl MatrixData<'_> {
     /// `true` when no element is stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Feeds the model fingerprint: the GGUF type id as one byte, then the
+    /// elements' little-endian bytes (for blocks, their bytes as stored).
+    pub(crate) fn hash_into(&self, h: &mut Fnv64) {
+        h.u8(self.ggml_type() as u8);
+        match_data!(self,
+            F32(d) => h.f32s(d),
+            F16(d) => h.f16s(d),
+            quant(w) => h.bytes(bytemuck::cast_slice(w)),
+        )
+    }
+}
+
+impl<'a> MatrixData<'a> {
+    /// The quantized variant whose blocks have GGUF type id `ggml_type`,
+    /// read in place from `bytes` (`None`: no quantized format of that id).
+    /// With [`match_data!`], the only place that lists the quantized
+    /// variants.
+    pub(crate) fn quantized_from_bytes(
+        ggml_type: u32,
+        bytes: &'a [u8],
+    ) -> Option<Result<Self, CastError>> {
+        fn cast<'b, B: QuantFormat>(
+            bytes: &'b [u8],
+            wrap: fn(&'b [B]) -> MatrixData<'b>,
+        ) -> Option<Result<MatrixData<'b>, CastError>> {
+            Some(latte_kernels::cast_blocks::<B>(bytes).map(wrap))
+        }
+        match ggml_type {
+            t if t == BlockQ8_0::GGML_TYPE => cast(bytes, MatrixData::Q8_0),
+            t if t == BlockQ4_0::GGML_TYPE => cast(bytes, MatrixData::Q4_0),
+            _ => None,
+        }
     }
 }
 
