@@ -29,7 +29,7 @@
 //! at most four blocks (128 columns; most matrices of a model of width
 //! 128): the matrix-vector kernel leaves half of its reduction lanes empty
 //! there, the matrix-matrix one fills them with a second token
-//! (`quant_matmat_small!` in `x86_avx2.rs`), with the same float steps per
+//! (`quant_matmat_small!` in `x86_avx2/matmat.rs`), with the same float steps per
 //! value.
 
 use half::f16;
