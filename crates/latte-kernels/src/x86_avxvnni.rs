@@ -16,34 +16,6 @@ use crate::x86_avx2::{
     scales8, transpose_sum,
 };
 
-/// # Safety
-/// The CPU must support AVX2, FMA, F16C and AVX-VNNI.
-pub(crate) unsafe fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { dot_q8_0_tf(w, x) }
-}
-
-/// # Safety
-/// The CPU must support AVX2, FMA, F16C and AVX-VNNI.
-pub(crate) unsafe fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { dot_q4_0_tf(w, x) }
-}
-
-/// # Safety
-/// The CPU must support AVX2, FMA, F16C and AVX-VNNI.
-pub(crate) unsafe fn matvec_q8_0(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { matvec_q8_0_tf(w, stride, x, y) }
-}
-
-/// # Safety
-/// The CPU must support AVX2, FMA, F16C and AVX-VNNI.
-pub(crate) unsafe fn matvec_q4_0(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { matvec_q4_0_tf(w, stride, x, y) }
-}
-
 /// The eight `i32` partial sums of one `Q8_0` x `Q8_0` block, exact.
 #[inline]
 #[target_feature(enable = "avx2,avxvnni")]
@@ -69,17 +41,17 @@ fn sum_q4_0(w: &BlockQ4_0, x: &BlockQ8_0) -> __m256i {
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-fn dot_q8_0_tf(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+pub(crate) fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
     quant_dot!(w, x, sum_q8_0, |b: &BlockQ8_0| b.d)
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-fn dot_q4_0_tf(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+pub(crate) fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
     quant_dot!(w, x, sum_q4_0, |b: &BlockQ4_0| b.d)
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-fn matvec_q8_0_tf(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
+pub(crate) fn matvec_q8_0(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
     quant_matvec!(
         w,
         stride,
@@ -97,7 +69,7 @@ fn matvec_q8_0_tf(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-fn matvec_q4_0_tf(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
+pub(crate) fn matvec_q4_0(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
     quant_matvec!(
         w,
         stride,
@@ -115,50 +87,17 @@ fn matvec_q4_0_tf(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]
     )
 }
 
-/// # Safety
-/// The CPU must support AVX2, FMA, F16C and AVX-VNNI.
-///
 /// The AVX2 file's `quant_matmat_small!` for `Q8_0` weights (`nb <= 4`),
 /// two tokens per reduction.
-pub(crate) unsafe fn matmat_q8_0_small(
-    w: &[BlockQ8_0],
-    nb: usize,
-    x: &[BlockQ8_0],
-    tokens: usize,
-    y: &mut [f32],
-    ldy: usize,
-) -> bool {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { matmat_q8_0_small_tf(w, nb, x, tokens, y, ldy) };
-    true
-}
-
-/// # Safety
-/// The CPU must support AVX2, FMA, F16C and AVX-VNNI.
-///
-/// Like [`matmat_q8_0_small`] for `Q4_0` weights.
-pub(crate) unsafe fn matmat_q4_0_small(
-    w: &[BlockQ4_0],
-    nb: usize,
-    x: &[BlockQ8_0],
-    tokens: usize,
-    y: &mut [f32],
-    ldy: usize,
-) -> bool {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { matmat_q4_0_small_tf(w, nb, x, tokens, y, ldy) };
-    true
-}
-
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-fn matmat_q8_0_small_tf(
+pub(crate) fn matmat_q8_0_small(
     w: &[BlockQ8_0],
     nb: usize,
     x: &[BlockQ8_0],
     tokens: usize,
     y: &mut [f32],
     ldy: usize,
-) {
+) -> bool {
     quant_matmat_small!(
         w,
         nb,
@@ -171,18 +110,20 @@ fn matmat_q8_0_small_tf(
         |a: &BlockQ8_0| _mm256_xor_si256(load_i8x32(&a.qs), _mm256_set1_epi8(-128)),
         |u: &__m256i, y: &__m256i| _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), *u, *y),
         |b: &BlockQ8_0| b.d
-    )
+    );
+    true
 }
 
+/// Like [`matmat_q8_0_small`] for `Q4_0` weights.
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-fn matmat_q4_0_small_tf(
+pub(crate) fn matmat_q4_0_small(
     w: &[BlockQ4_0],
     nb: usize,
     x: &[BlockQ8_0],
     tokens: usize,
     y: &mut [f32],
     ldy: usize,
-) {
+) -> bool {
     quant_matmat_small!(
         w,
         nb,
@@ -195,5 +136,6 @@ fn matmat_q4_0_small_tf(
         |a: &BlockQ4_0| nibbles(a),
         |q: &__m256i, y: &__m256i| _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), *q, *y),
         |b: &BlockQ4_0| b.d
-    )
+    );
+    true
 }

@@ -8,34 +8,6 @@ use super::{
 };
 use crate::block::{BlockQ4_0, BlockQ8_0};
 
-/// # Safety
-/// The CPU must support NEON.
-pub(crate) unsafe fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
-    // SAFETY: the caller guarantees the target feature.
-    unsafe { dot_q8_0_tf(w, x) }
-}
-
-/// # Safety
-/// The CPU must support NEON.
-pub(crate) unsafe fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
-    // SAFETY: the caller guarantees the target feature.
-    unsafe { dot_q4_0_tf(w, x) }
-}
-
-/// # Safety
-/// The CPU must support NEON and the dot-product extension.
-pub(crate) unsafe fn dot_q8_0_sdot(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { dot_q8_0_sdot_tf(w, x) }
-}
-
-/// # Safety
-/// The CPU must support NEON and the dot-product extension.
-pub(crate) unsafe fn dot_q4_0_sdot(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { dot_q4_0_sdot_tf(w, x) }
-}
-
 /// Eight blocks at a time; `sum` gives a block's four `i32` partial sums,
 /// `dw` its scale bits. Missing lanes of the tail get sum 0 and scale 0:
 /// they add +0.0, which leaves an accumulator unchanged (it is never -0.0).
@@ -87,21 +59,21 @@ macro_rules! quant_dot {
 }
 
 #[target_feature(enable = "neon")]
-pub(super) fn dot_q8_0_tf(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+pub(crate) fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
     quant_dot!(w, x, sum_q8_0, |b: &BlockQ8_0| b.d)
 }
 
 #[target_feature(enable = "neon")]
-pub(super) fn dot_q4_0_tf(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+pub(crate) fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
     quant_dot!(w, x, sum_q4_0, |b: &BlockQ4_0| b.d)
 }
 
 #[target_feature(enable = "neon,dotprod")]
-pub(super) fn dot_q8_0_sdot_tf(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+pub(crate) fn dot_q8_0_sdot(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
     quant_dot!(w, x, sum_q8_0_sdot, |b: &BlockQ8_0| b.d)
 }
 
 #[target_feature(enable = "neon,dotprod")]
-pub(super) fn dot_q4_0_sdot_tf(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+pub(crate) fn dot_q4_0_sdot(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
     quant_dot!(w, x, sum_q4_0_sdot, |b: &BlockQ4_0| b.d)
 }

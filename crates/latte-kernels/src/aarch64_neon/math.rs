@@ -5,27 +5,6 @@ use core::arch::aarch64::*;
 use super::load_f32x4;
 use crate::scalar;
 
-/// # Safety
-/// The CPU must support NEON.
-pub(crate) unsafe fn exp_inplace(x: &mut [f32]) {
-    // SAFETY: the caller guarantees the target feature.
-    unsafe { exp_inplace_tf(x) }
-}
-
-/// # Safety
-/// The CPU must support NEON.
-pub(crate) unsafe fn tanh_inplace(x: &mut [f32]) {
-    // SAFETY: the caller guarantees the target feature.
-    unsafe { tanh_inplace_tf(x) }
-}
-
-/// # Safety
-/// The CPU must support NEON.
-pub(crate) unsafe fn gelu_tanh_inplace(x: &mut [f32]) {
-    // SAFETY: the caller guarantees the target feature.
-    unsafe { gelu_tanh_inplace_tf(x) }
-}
-
 // ---------------------------------------------------------------------------
 // Elementwise math, bit for bit `scalar::exp_f32`, `tanh_f32` and
 // `gelu_tanh_f32`: the same operations on four lanes (`fmul` then `fadd`,
@@ -44,7 +23,7 @@ fn store_f32x4(v: &mut [f32; 4], x: float32x4_t) {
 macro_rules! map_f32x4 {
     ($name:ident, $f:ident) => {
         #[target_feature(enable = "neon")]
-        fn $name(x: &mut [f32]) {
+        pub(crate) fn $name(x: &mut [f32]) {
             let mut chunks = x.chunks_exact_mut(4);
             for c in &mut chunks {
                 let c: &mut [f32; 4] = c.try_into().expect("4");
@@ -63,9 +42,9 @@ macro_rules! map_f32x4 {
     };
 }
 
-map_f32x4!(exp_inplace_tf, exp_v);
-map_f32x4!(tanh_inplace_tf, tanh_v);
-map_f32x4!(gelu_tanh_inplace_tf, gelu_tanh_v);
+map_f32x4!(exp_inplace, exp_v);
+map_f32x4!(tanh_inplace, tanh_v);
+map_f32x4!(gelu_tanh_inplace, gelu_tanh_v);
 
 /// `scalar::exp_reduced` on four lanes, each in `[EXP_MIN_X, EXP_MAX_X]`.
 #[inline]

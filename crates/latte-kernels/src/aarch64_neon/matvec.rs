@@ -2,50 +2,12 @@
 
 use core::arch::aarch64::*;
 
-use super::dot::{dot_q4_0_sdot_tf, dot_q4_0_tf, dot_q8_0_sdot_tf, dot_q8_0_tf};
+use super::dot::{dot_q4_0, dot_q4_0_sdot, dot_q8_0, dot_q8_0_sdot};
 use super::{
     accumulate, reduce_lanes, scales4, sum_q4_0_sdot_x, sum_q4_0_x, sum_q8_0_sdot_x, sum_q8_0_x,
     transpose_sum4, x_halves,
 };
 use crate::block::{BlockQ4_0, BlockQ8_0};
-
-/// # Safety
-/// The CPU must support NEON.
-pub(crate) unsafe fn matvec_q8_0(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
-    // SAFETY: the caller guarantees the target feature.
-    unsafe { matvec_q8_0_tf(w, stride, x, y) }
-}
-
-/// # Safety
-/// The CPU must support NEON.
-pub(crate) unsafe fn matvec_q4_0(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
-    // SAFETY: the caller guarantees the target feature.
-    unsafe { matvec_q4_0_tf(w, stride, x, y) }
-}
-
-/// # Safety
-/// The CPU must support NEON and the dot-product extension.
-pub(crate) unsafe fn matvec_q8_0_sdot(
-    w: &[BlockQ8_0],
-    stride: usize,
-    x: &[BlockQ8_0],
-    y: &mut [f32],
-) {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { matvec_q8_0_sdot_tf(w, stride, x, y) }
-}
-
-/// # Safety
-/// The CPU must support NEON and the dot-product extension.
-pub(crate) unsafe fn matvec_q4_0_sdot(
-    w: &[BlockQ4_0],
-    stride: usize,
-    x: &[BlockQ8_0],
-    y: &mut [f32],
-) {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { matvec_q4_0_sdot_tf(w, stride, x, y) }
-}
 
 /// One quarter of [`quant_matvec`] for the `$rows` rows `rws` of a pass:
 /// blocks `k .. k + n` (`n <= 4`) into the accumulators `acc[j][h]`. A
@@ -158,35 +120,17 @@ fn scale_q4_0(b: &BlockQ4_0) -> &u16 {
 }
 
 #[target_feature(enable = "neon")]
-fn matvec_q8_0_tf(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
-    quant_matvec!(
-        w,
-        stride,
-        x,
-        y,
-        sum_q8_0_x,
-        scale_q8_0,
-        dot_q8_0_tf,
-        ROWS_NEON
-    )
+pub(crate) fn matvec_q8_0(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
+    quant_matvec!(w, stride, x, y, sum_q8_0_x, scale_q8_0, dot_q8_0, ROWS_NEON)
 }
 
 #[target_feature(enable = "neon")]
-fn matvec_q4_0_tf(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
-    quant_matvec!(
-        w,
-        stride,
-        x,
-        y,
-        sum_q4_0_x,
-        scale_q4_0,
-        dot_q4_0_tf,
-        ROWS_NEON
-    )
+pub(crate) fn matvec_q4_0(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
+    quant_matvec!(w, stride, x, y, sum_q4_0_x, scale_q4_0, dot_q4_0, ROWS_NEON)
 }
 
 #[target_feature(enable = "neon,dotprod")]
-fn matvec_q8_0_sdot_tf(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
+pub(crate) fn matvec_q8_0_sdot(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
     quant_matvec!(
         w,
         stride,
@@ -194,13 +138,13 @@ fn matvec_q8_0_sdot_tf(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut 
         y,
         sum_q8_0_sdot_x,
         scale_q8_0,
-        dot_q8_0_sdot_tf,
+        dot_q8_0_sdot,
         ROWS_Q8_SDOT
     )
 }
 
 #[target_feature(enable = "neon,dotprod")]
-fn matvec_q4_0_sdot_tf(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
+pub(crate) fn matvec_q4_0_sdot(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
     quant_matvec!(
         w,
         stride,
@@ -208,7 +152,7 @@ fn matvec_q4_0_sdot_tf(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut 
         y,
         sum_q4_0_sdot_x,
         scale_q4_0,
-        dot_q4_0_sdot_tf,
+        dot_q4_0_sdot,
         ROWS_Q4_SDOT
     )
 }

@@ -6,18 +6,11 @@ use super::load_f32x4;
 use crate::block::{BlockQ8_0, QK};
 use crate::scalar;
 
-/// # Safety
-/// The CPU must support NEON.
-pub(crate) unsafe fn quantize_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
-    // SAFETY: the caller guarantees the target feature.
-    unsafe { quantize_q8_0_tf(x, y) }
-}
-
 // ---------------------------------------------------------------------------
 // Activation quantizer, bit for bit `scalar::quantize_block_q8_0`.
 
 #[target_feature(enable = "neon")]
-fn quantize_q8_0_tf(x: &[f32], y: &mut [BlockQ8_0]) {
+pub(crate) fn quantize_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
     for (b, xs) in y.iter_mut().zip(x.chunks_exact(QK)) {
         let xs: &[f32; QK] = xs.try_into().expect("32");
         let v: [float32x4_t; 8] = core::array::from_fn(|k| load_f32x4(&xs[4 * k..4 * k + 4]));

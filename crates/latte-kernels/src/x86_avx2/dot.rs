@@ -5,20 +5,6 @@ use core::arch::x86_64::*;
 use super::{accumulate, load_i8x16, load_i8x32, load_u8x16, reduce_lanes, scales8, transpose_sum};
 use crate::block::{BlockQ4_0, BlockQ8_0};
 
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-pub(crate) unsafe fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { dot_q8_0_tf(w, x) }
-}
-
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-pub(crate) unsafe fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { dot_q4_0_tf(w, x) }
-}
-
 /// The generic 8-blocks-at-a-time driver of a quantized dot product: `sum`
 /// gives a block's eight `i32` partial sums, `dw` its scale bits.
 macro_rules! quant_dot {
@@ -136,7 +122,7 @@ fn sum_q4_0(w: &BlockQ4_0, x: &BlockQ8_0) -> __m256i {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q8_0_tf(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+pub(crate) fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
     // The sign trick, noting any -128 in `x` on the way; redo exactly if so.
     let mut seen = _mm256_setzero_si256();
     let fast = quant_dot!(
@@ -162,6 +148,6 @@ fn dot_q8_0_exact(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q4_0_tf(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+pub(crate) fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
     quant_dot!(w, x, sum_q4_0, |b: &BlockQ4_0| b.d)
 }

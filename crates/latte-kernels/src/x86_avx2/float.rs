@@ -6,34 +6,6 @@ use half::f16;
 
 use super::{load_f16x8, load_f32x8, reduce_lanes};
 
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-pub(crate) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { dot_f32_tf(a, b) }
-}
-
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-pub(crate) unsafe fn dot_f16(a: &[f16], b: &[f32]) -> f32 {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { dot_f16_tf(a, b) }
-}
-
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-pub(crate) unsafe fn matvec_f32(w: &[f32], stride: usize, x: &[f32], y: &mut [f32]) {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { matvec_f32_tf(w, stride, x, y) }
-}
-
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-pub(crate) unsafe fn matvec_f16(w: &[f16], stride: usize, x: &[f32], y: &mut [f32]) {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { matvec_f16_tf(w, stride, x, y) }
-}
-
 /// Plain horizontal sum (float kernels, order unspecified).
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -45,7 +17,7 @@ fn hsum(v: __m256) -> f32 {
 // Float dot products.
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_f32_tf(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [_mm256_setzero_ps(); 4];
@@ -75,7 +47,7 @@ fn dot_f32_tf(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_f16_tf(a: &[f16], b: &[f32]) -> f32 {
+pub(crate) fn dot_f16(a: &[f16], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [_mm256_setzero_ps(); 4];
@@ -105,15 +77,15 @@ fn dot_f16_tf(a: &[f16], b: &[f32]) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn matvec_f32_tf(w: &[f32], stride: usize, x: &[f32], y: &mut [f32]) {
+pub(crate) fn matvec_f32(w: &[f32], stride: usize, x: &[f32], y: &mut [f32]) {
     for (r, out) in y.iter_mut().enumerate() {
-        *out = dot_f32_tf(&w[r * stride..r * stride + x.len()], x);
+        *out = dot_f32(&w[r * stride..r * stride + x.len()], x);
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn matvec_f16_tf(w: &[f16], stride: usize, x: &[f32], y: &mut [f32]) {
+pub(crate) fn matvec_f16(w: &[f16], stride: usize, x: &[f32], y: &mut [f32]) {
     for (r, out) in y.iter_mut().enumerate() {
-        *out = dot_f16_tf(&w[r * stride..r * stride + x.len()], x);
+        *out = dot_f16(&w[r * stride..r * stride + x.len()], x);
     }
 }

@@ -5,41 +5,6 @@ use core::arch::x86_64::*;
 use super::load_f32x8;
 use crate::scalar;
 
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-pub(crate) unsafe fn latent_update(
-    s: &mut [f32],
-    v: &[f32],
-    r: &[f32],
-    a: &[f32],
-    w: &[f32],
-    y: &mut [f32],
-) {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { latent_update_tf(s, v, r, a, w, y) }
-}
-
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-pub(crate) unsafe fn exp_inplace(x: &mut [f32]) {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { exp_inplace_tf(x) }
-}
-
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-pub(crate) unsafe fn tanh_inplace(x: &mut [f32]) {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { tanh_inplace_tf(x) }
-}
-
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-pub(crate) unsafe fn gelu_tanh_inplace(x: &mut [f32]) {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { gelu_tanh_inplace_tf(x) }
-}
-
 // ---------------------------------------------------------------------------
 // The recurrence's latent update, eight values of `Dh` at a time.
 
@@ -48,7 +13,14 @@ pub(crate) unsafe fn gelu_tanh_inplace(x: &mut [f32]) {
 /// (never FMA) for every value, in the same order of latents; a tail of
 /// `Dh % 8` values goes through the scalar code.
 #[target_feature(enable = "avx2")]
-fn latent_update_tf(s: &mut [f32], v: &[f32], r: &[f32], a: &[f32], w: &[f32], y: &mut [f32]) {
+pub(crate) fn latent_update(
+    s: &mut [f32],
+    v: &[f32],
+    r: &[f32],
+    a: &[f32],
+    w: &[f32],
+    y: &mut [f32],
+) {
     let dh = v.len();
     if dh == 0 {
         return;
@@ -106,7 +78,7 @@ fn store_f32x8(v: &mut [f32; 8], x: __m256) {
 macro_rules! map_f32x8 {
     ($name:ident, $f:ident) => {
         #[target_feature(enable = "avx2")]
-        fn $name(x: &mut [f32]) {
+        pub(crate) fn $name(x: &mut [f32]) {
             let mut chunks = x.chunks_exact_mut(8);
             for c in &mut chunks {
                 let c: &mut [f32; 8] = c.try_into().expect("8");
@@ -125,9 +97,9 @@ macro_rules! map_f32x8 {
     };
 }
 
-map_f32x8!(exp_inplace_tf, exp_v);
-map_f32x8!(tanh_inplace_tf, tanh_v);
-map_f32x8!(gelu_tanh_inplace_tf, gelu_tanh_v);
+map_f32x8!(exp_inplace, exp_v);
+map_f32x8!(tanh_inplace, tanh_v);
+map_f32x8!(gelu_tanh_inplace, gelu_tanh_v);
 
 #[inline]
 #[target_feature(enable = "avx2")]

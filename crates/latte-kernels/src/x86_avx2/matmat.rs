@@ -78,43 +78,11 @@ macro_rules! quant_matmat_small {
 }
 pub(crate) use quant_matmat_small;
 
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-///
 /// [`quant_matmat_small!`] for `Q8_0` weights (`nb <= 4`). Returns `false`
 /// (and writes nothing) when an activation quant is -128, which the sign
 /// trick cannot take: the caller then uses the matrix-vector kernel.
-pub(crate) unsafe fn matmat_q8_0_small(
-    w: &[BlockQ8_0],
-    nb: usize,
-    x: &[BlockQ8_0],
-    tokens: usize,
-    y: &mut [f32],
-    ldy: usize,
-) -> bool {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { matmat_q8_0_small_tf(w, nb, x, tokens, y, ldy) }
-}
-
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-///
-/// [`quant_matmat_small!`] for `Q4_0` weights (`nb <= 4`).
-pub(crate) unsafe fn matmat_q4_0_small(
-    w: &[BlockQ4_0],
-    nb: usize,
-    x: &[BlockQ8_0],
-    tokens: usize,
-    y: &mut [f32],
-    ldy: usize,
-) -> bool {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { matmat_q4_0_small_tf(w, nb, x, tokens, y, ldy) };
-    true
-}
-
 #[target_feature(enable = "avx2,fma,f16c")]
-fn matmat_q8_0_small_tf(
+pub(crate) fn matmat_q8_0_small(
     w: &[BlockQ8_0],
     nb: usize,
     x: &[BlockQ8_0],
@@ -144,15 +112,16 @@ fn matmat_q8_0_small_tf(
     true
 }
 
+/// [`quant_matmat_small!`] for `Q4_0` weights (`nb <= 4`).
 #[target_feature(enable = "avx2,fma,f16c")]
-fn matmat_q4_0_small_tf(
+pub(crate) fn matmat_q4_0_small(
     w: &[BlockQ4_0],
     nb: usize,
     x: &[BlockQ8_0],
     tokens: usize,
     y: &mut [f32],
     ldy: usize,
-) {
+) -> bool {
     quant_matmat_small!(
         w,
         nb,
@@ -171,5 +140,6 @@ fn matmat_q4_0_small_tf(
             _mm256_madd_epi16(p, _mm256_set1_epi16(1))
         },
         |b: &BlockQ4_0| b.d
-    )
+    );
+    true
 }

@@ -6,20 +6,6 @@ use super::dot::{has_min_quant, nibbles, sum_q8_0_sign};
 use super::{accumulate, load_i8x16, load_i8x32, reduce_lanes, scales8, transpose_sum};
 use crate::block::{BlockQ4_0, BlockQ8_0};
 
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-pub(crate) unsafe fn matvec_q8_0(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { matvec_q8_0_tf(w, stride, x, y) }
-}
-
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-pub(crate) unsafe fn matvec_q4_0(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { matvec_q4_0_tf(w, stride, x, y) }
-}
-
 /// The matrix-vector driver: rows four at a time, so that the work that
 /// depends only on an activation block is done once per four rows: `prep`
 /// (its load and anything derived from it), the activation scales, and the
@@ -115,7 +101,7 @@ macro_rules! quant_matvec {
 pub(crate) use quant_matvec;
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn matvec_q8_0_tf(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
+pub(crate) fn matvec_q8_0(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
     // One check of the shared activations for all rows.
     if has_min_quant(x) {
         quant_matvec!(
@@ -150,7 +136,7 @@ fn matvec_q8_0_tf(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn matvec_q4_0_tf(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
+pub(crate) fn matvec_q4_0(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
     quant_matvec!(
         w,
         stride,

@@ -6,13 +6,6 @@ use super::{load_f32x8, store_i8x32};
 use crate::block::{BlockQ8_0, QK};
 use crate::scalar;
 
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-pub(crate) unsafe fn quantize_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { quantize_q8_0_tf(x, y) }
-}
-
 // ---------------------------------------------------------------------------
 // Activation quantizer, bit for bit `scalar::quantize_block_q8_0`.
 
@@ -30,7 +23,7 @@ fn round_half_away(r: __m256) -> __m256 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn quantize_q8_0_tf(x: &[f32], y: &mut [BlockQ8_0]) {
+pub(crate) fn quantize_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
     let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF));
     for (b, xs) in y.iter_mut().zip(x.chunks_exact(QK)) {
         let xs: &[f32; QK] = xs.try_into().expect("32");

@@ -9,22 +9,6 @@ use super::{
 use crate::block::{BlockQ4_0, BlockQ8_0};
 use crate::x86_avx2::reduce_lanes;
 
-/// # Safety
-/// The CPU must support AVX2, FMA, F16C, AVX512F, AVX512BW, AVX512VL and
-/// AVX512-VNNI.
-pub(crate) unsafe fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { dot_q8_0_tf(w, x) }
-}
-
-/// # Safety
-/// The CPU must support AVX2, FMA, F16C, AVX512F, AVX512BW, AVX512VL and
-/// AVX512-VNNI.
-pub(crate) unsafe fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { dot_q4_0_tf(w, x) }
-}
-
 // ---------------------------------------------------------------------------
 // Drivers, generic over the weight format: `wu(a, b)` is the unsigned operand
 // of two weight blocks (`a` low, `b` high), `corr(y)` the correction that
@@ -92,7 +76,7 @@ fn dot<W>(
 // The four kernels.
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn dot_q8_0_tf(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+pub(crate) fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
     dot(
         w,
         x,
@@ -104,7 +88,7 @@ fn dot_q8_0_tf(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn dot_q4_0_tf(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+pub(crate) fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
     dot(
         w,
         x,

@@ -5,41 +5,6 @@ use core::arch::x86_64::*;
 use super::{load_f32x16, splat, store_f32x16};
 use crate::scalar;
 
-/// # Safety
-/// The CPU must support AVX2, FMA, F16C and AVX512F.
-pub(crate) unsafe fn exp_inplace(x: &mut [f32]) {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { exp_inplace_tf(x) }
-}
-
-/// # Safety
-/// The CPU must support AVX2, FMA, F16C and AVX512F.
-pub(crate) unsafe fn tanh_inplace(x: &mut [f32]) {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { tanh_inplace_tf(x) }
-}
-
-/// # Safety
-/// The CPU must support AVX2, FMA, F16C and AVX512F.
-pub(crate) unsafe fn gelu_tanh_inplace(x: &mut [f32]) {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { gelu_tanh_inplace_tf(x) }
-}
-
-/// # Safety
-/// The CPU must support AVX512F.
-pub(crate) unsafe fn latent_update(
-    s: &mut [f32],
-    v: &[f32],
-    r: &[f32],
-    a: &[f32],
-    w: &[f32],
-    y: &mut [f32],
-) {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { latent_update_tf(s, v, r, a, w, y) }
-}
-
 // ---------------------------------------------------------------------------
 // The recurrence's latent update, sixteen values of `Dh` at a time.
 
@@ -48,7 +13,14 @@ pub(crate) unsafe fn latent_update(
 /// for every value, in the same order of latents; a tail of `Dh % 16`
 /// values goes through the scalar code.
 #[target_feature(enable = "avx512f")]
-fn latent_update_tf(s: &mut [f32], v: &[f32], r: &[f32], a: &[f32], w: &[f32], y: &mut [f32]) {
+pub(crate) fn latent_update(
+    s: &mut [f32],
+    v: &[f32],
+    r: &[f32],
+    a: &[f32],
+    w: &[f32],
+    y: &mut [f32],
+) {
     let dh = v.len();
     if dh == 0 {
         return;
@@ -101,7 +73,7 @@ fn latent_update_tf(s: &mut [f32], v: &[f32], r: &[f32], a: &[f32], w: &[f32], y
 macro_rules! map_f32x16 {
     ($name:ident, $f:ident) => {
         #[target_feature(enable = "avx512f")]
-        fn $name(x: &mut [f32]) {
+        pub(crate) fn $name(x: &mut [f32]) {
             let mut chunks = x.chunks_exact_mut(16);
             for c in &mut chunks {
                 let c: &mut [f32; 16] = c.try_into().expect("16");
@@ -120,9 +92,9 @@ macro_rules! map_f32x16 {
     };
 }
 
-map_f32x16!(exp_inplace_tf, exp_v);
-map_f32x16!(tanh_inplace_tf, tanh_v);
-map_f32x16!(gelu_tanh_inplace_tf, gelu_tanh_v);
+map_f32x16!(exp_inplace, exp_v);
+map_f32x16!(tanh_inplace, tanh_v);
+map_f32x16!(gelu_tanh_inplace, gelu_tanh_v);
 
 /// Lanes where `x` is NaN take `x`.
 #[inline]

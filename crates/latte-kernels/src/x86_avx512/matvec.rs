@@ -12,22 +12,6 @@ use super::{
 use crate::block::{BlockQ4_0, BlockQ8_0};
 use crate::x86_avx2::{load_i8x32, reduce_lanes};
 
-/// # Safety
-/// The CPU must support AVX2, FMA, F16C, AVX512F, AVX512BW, AVX512VL and
-/// AVX512-VNNI.
-pub(crate) unsafe fn matvec_q8_0(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { matvec_q8_0_tf(w, stride, x, y) }
-}
-
-/// # Safety
-/// The CPU must support AVX2, FMA, F16C, AVX512F, AVX512BW, AVX512VL and
-/// AVX512-VNNI.
-pub(crate) unsafe fn matvec_q4_0(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { matvec_q4_0_tf(w, stride, x, y) }
-}
-
 /// Four rows of at most four blocks (`wr[i]`, missing blocks zero) against
 /// the activations `y4` (each block in both halves), with their correction
 /// totals `c` and scales `dx`: the products `(sum as f32) * (dw * dx)`, row
@@ -316,7 +300,7 @@ fn matvec<W: Copy>(
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn matvec_q8_0_tf(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
+pub(crate) fn matvec_q8_0(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
     matvec(
         w,
         stride,
@@ -330,7 +314,7 @@ fn matvec_q8_0_tf(w: &[BlockQ8_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn matvec_q4_0_tf(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
+pub(crate) fn matvec_q4_0(w: &[BlockQ4_0], stride: usize, x: &[BlockQ8_0], y: &mut [f32]) {
     matvec(
         w,
         stride,

@@ -7,13 +7,6 @@ use crate::block::BlockQ8_0;
 use crate::scalar;
 use crate::x86_avx2::store_i8x32;
 
-/// # Safety
-/// The CPU must support AVX2, FMA, F16C and AVX512F.
-pub(crate) unsafe fn quantize_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
-    // SAFETY: the caller guarantees the target features.
-    unsafe { quantize_q8_0_tf(x, y) }
-}
-
 // ---------------------------------------------------------------------------
 // Activation quantizer, bit for bit `scalar::quantize_block_q8_0`.
 
@@ -49,7 +42,7 @@ fn abs_v(x: __m512) -> __m512 {
 /// whose `id` is not finite (tiny values) goes through the scalar code, as
 /// in the AVX2 version.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-fn quantize_q8_0_tf(x: &[f32], y: &mut [BlockQ8_0]) {
+pub(crate) fn quantize_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
     for (ys, xs) in y.chunks_mut(16).zip(x.chunks(16 * 32)) {
         let mut am = [0.0f32; 16];
         for (a, b) in am.iter_mut().zip(xs.chunks_exact(32)) {
