@@ -47,6 +47,7 @@ class ClassifierConfig:
     max_seq_len: int = 2048  # rows of the sinusoidal table
     pos_encoding: str = "sinusoidal"  # or "none"
     ln_eps: float = 1e-6
+    mixer: str = "bid_latte"  # or "attention" (the standard-attention baseline)
 
     def __post_init__(self) -> None:
         if self.d_ff == 0:
@@ -57,6 +58,8 @@ class ClassifierConfig:
             raise ValueError(f"unknown pos_encoding {self.pos_encoding!r}")
         if self.n_classes < 2:
             raise ValueError("a classifier needs at least two classes")
+        if self.mixer not in ("bid_latte", "attention"):
+            raise ValueError(f"unknown mixer {self.mixer!r}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -101,11 +104,34 @@ class BidLatteMix(nn.Module):
         return self.wo(y.transpose(1, 2).reshape(b, t, d))
 
 
+class AttentionMix(nn.Module):
+    """Standard bidirectional multi-head softmax attention (scaled by
+    ``1/sqrt(Dh)``, no biases), the baseline encoder's mixer: ``wq``, ``wk``,
+    ``wv``, ``wo`` all D x D. Pad keys (``mask`` false) get no weight."""
+
+    def __init__(self, d_model: int, n_heads: int):
+        super().__init__()
+        self.h = n_heads
+        self.wq = nn.Linear(d_model, d_model, bias=False)
+        self.wk = nn.Linear(d_model, d_model, bias=False)
+        self.wv = nn.Linear(d_model, d_model, bias=False)
+        self.wo = nn.Linear(d_model, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        b, t, d = x.shape
+        heads = lambda y: y.view(b, t, self.h, -1).transpose(1, 2)
+        q, k, v = heads(self.wq(x)), heads(self.wk(x)), heads(self.wv(x))
+        keep = None if mask is None else mask[:, None, None, :].to(torch.bool)
+        y = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+        return self.wo(y.transpose(1, 2).reshape(b, t, d))
+
+
 class EncoderBlock(nn.Module):
     def __init__(self, cfg: ClassifierConfig):
         super().__init__()
         self.ln1 = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
-        self.latte = BidLatteMix(cfg.d_model, cfg.n_heads, cfg.n_latents)
+        self.latte = (BidLatteMix(cfg.d_model, cfg.n_heads, cfg.n_latents) if cfg.mixer == "bid_latte"
+                      else AttentionMix(cfg.d_model, cfg.n_heads))
         self.ln2 = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         self.mlp = Mlp(cfg)  # reads d_model and d_ff only
 

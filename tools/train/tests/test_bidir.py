@@ -109,3 +109,45 @@ def test_latent_means_are_convex_combinations_of_the_values():
     lo = v.amin(dim=2, keepdim=True)
     hi = v.amax(dim=2, keepdim=True)
     assert bool(((means >= lo - 1e-12) & (means <= hi + 1e-12)).all())
+
+
+def test_attention_baseline_ignores_padding():
+    from latte_train.bidir import AttentionMix
+    torch.manual_seed(6)
+    att = AttentionMix(8, 2).double()
+    x = torch.randn(1, 6, 8)
+    mask = torch.tensor([[True] * 4 + [False] * 2])
+    with torch.no_grad():
+        padded = att(x, mask)
+        alone = att(x[:, :4])
+        unmasked = att(x)
+    assert torch.allclose(padded[0, :4], alone[0], atol=1e-12, rtol=0)
+    assert (unmasked[0, :4] - alone[0]).abs().max() > 1e-6  # the mask did something
+
+
+def test_classifier_training_smoke(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    from latte_train.spam import write_split
+    rng = np.random.default_rng(0)
+    def msgs(n):
+        out = []
+        for i in range(n):
+            spam = i % 2
+            body = bytes(rng.integers(97, 123, 40).tolist())
+            out.append(((b"BUY NOW " if spam else b"hello ") + body, spam))
+        return out
+    for split, n in (("train", 64), ("val", 16), ("test", 16)):
+        write_split(tmp_path / f"{split}.npz", msgs(n))
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, "-m", "latte_train.train_classifier", "--data", str(tmp_path),
+                          "--out", str(tmp_path / "run"), "--d-model", "16", "--layers", "1",
+                          "--heads", "2", "--latents", "4", "--max-bytes", "32", "--batch", "8",
+                          "--epochs", "2", "--threads", "1"],
+                         cwd=root, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["test"]["n"] == 16 and sum(map(sum, result["test"]["confusion"])) == 16
+    assert (tmp_path / "run" / "model.safetensors").is_file()
