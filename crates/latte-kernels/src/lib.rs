@@ -56,6 +56,8 @@ pub mod format;
 mod kernels;
 pub mod matmat;
 pub mod scalar;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod simd;
 #[cfg(feature = "suite")]
 pub mod suite;
 

@@ -3,13 +3,12 @@
 use core::arch::aarch64::*;
 
 use super::load_f32x4;
-use crate::scalar;
+use crate::simd::{self, SimdF32};
 
 // ---------------------------------------------------------------------------
 // Elementwise math, bit for bit `scalar::exp_f32`, `tanh_f32` and
-// `gelu_tanh_f32`: the same operations on four lanes (`fmul` then `fadd`,
-// never `fmla`; IEEE `fdiv`), both branches of `tanh` computed and
-// selected, the special values selected at the end.
+// `gelu_tanh_f32`: `crate::simd` on four lanes (`fmul` then `fadd`, never
+// `fmla`; IEEE `fdiv`).
 
 #[inline]
 #[target_feature(enable = "neon")]
@@ -18,144 +17,141 @@ fn store_f32x4(v: &mut [f32; 4], x: float32x4_t) {
     unsafe { vst1q_f32(v.as_mut_ptr(), x) }
 }
 
-/// Defines `$name(x: &mut [f32])`, applying the four-lane `$f` to `x` four
-/// values at a time; the tail goes through `$f` in a zero-padded register.
-macro_rules! map_f32x4 {
-    ($name:ident, $f:ident) => {
-        #[target_feature(enable = "neon")]
-        pub(crate) fn $name(x: &mut [f32]) {
-            let mut chunks = x.chunks_exact_mut(4);
-            for c in &mut chunks {
-                let c: &mut [f32; 4] = c.try_into().expect("4");
-                let v = $f(load_f32x4(c));
-                store_f32x4(c, v);
-            }
-            let tail = chunks.into_remainder();
-            if !tail.is_empty() {
-                let mut buf = [0.0f32; 4];
-                buf[..tail.len()].copy_from_slice(tail);
-                let v = $f(load_f32x4(&buf));
-                store_f32x4(&mut buf, v);
-                tail.copy_from_slice(&buf[..tail.len()]);
-            }
-        }
+/// The NEON token of `crate::simd` (made only by [`Neon::new`], a function
+/// with NEON enabled: a value proves the CPU has it).
+#[derive(Clone, Copy)]
+struct Neon(());
+
+impl Neon {
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn new() -> Neon {
+        Neon(())
+    }
+}
+
+/// `unsafe { $e }` for an intrinsic of an instruction set a `Neon` proves.
+macro_rules! neon {
+    ($e:expr) => {
+        // SAFETY: a `Neon` exists only on a CPU with NEON (`Neon::new`).
+        unsafe { $e }
     };
 }
 
-map_f32x4!(exp_inplace, exp_v);
-map_f32x4!(tanh_inplace, tanh_v);
-map_f32x4!(gelu_tanh_inplace, gelu_tanh_v);
+impl SimdF32 for Neon {
+    type F = float32x4_t;
+    type I = int32x4_t;
+    type M = uint32x4_t;
+    const LANES: usize = 4;
+    type Buf = [f32; 4];
 
-/// `scalar::exp_reduced` on four lanes, each in `[EXP_MIN_X, EXP_MAX_X]`.
-#[inline]
-#[target_feature(enable = "neon")]
-fn exp_reduced_v(x: float32x4_t) -> (float32x4_t, int32x4_t) {
-    let t = vaddq_f32(
-        vmulq_f32(x, vdupq_n_f32(scalar::EXP_LOG2E)),
-        vdupq_n_f32(scalar::EXP_ROUND),
-    );
-    let n = vsubq_s32(
-        vreinterpretq_s32_f32(t),
-        vdupq_n_s32(scalar::EXP_ROUND_BITS),
-    );
-    let nf = vsubq_f32(t, vdupq_n_f32(scalar::EXP_ROUND));
-    let r = vsubq_f32(x, vmulq_f32(nf, vdupq_n_f32(scalar::EXP_LN2_HI)));
-    let r = vsubq_f32(r, vmulq_f32(nf, vdupq_n_f32(scalar::EXP_LN2_LO)));
-    let z = vmulq_f32(r, r);
-    let c = scalar::EXP_P;
-    let mut p = vdupq_n_f32(c[0]);
-    p = vaddq_f32(vmulq_f32(p, r), vdupq_n_f32(c[1]));
-    p = vaddq_f32(vmulq_f32(p, r), vdupq_n_f32(c[2]));
-    p = vaddq_f32(vmulq_f32(p, r), vdupq_n_f32(c[3]));
-    p = vaddq_f32(vmulq_f32(p, r), vdupq_n_f32(c[4]));
-    p = vaddq_f32(vmulq_f32(p, r), vdupq_n_f32(c[5]));
-    p = vaddq_f32(vmulq_f32(p, z), r);
-    p = vaddq_f32(p, vdupq_n_f32(1.0));
-    (p, n)
+    #[inline(always)]
+    fn load(self, v: &[f32]) -> float32x4_t {
+        neon!(load_f32x4(&v[..4]))
+    }
+    #[inline(always)]
+    fn store(self, v: &mut [f32], x: float32x4_t) {
+        neon!(store_f32x4((&mut v[..4]).try_into().expect("4"), x))
+    }
+    #[inline(always)]
+    fn splat(self, v: f32) -> float32x4_t {
+        neon!(vdupq_n_f32(v))
+    }
+    #[inline(always)]
+    fn add(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        neon!(vaddq_f32(a, b))
+    }
+    #[inline(always)]
+    fn sub(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        neon!(vsubq_f32(a, b))
+    }
+    #[inline(always)]
+    fn mul(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        neon!(vmulq_f32(a, b))
+    }
+    #[inline(always)]
+    fn div(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        neon!(vdivq_f32(a, b))
+    }
+    #[inline(always)]
+    fn min(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        neon!(vminq_f32(a, b))
+    }
+    #[inline(always)]
+    fn max(self, a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        neon!(vmaxq_f32(a, b))
+    }
+    #[inline(always)]
+    fn abs(self, a: float32x4_t) -> float32x4_t {
+        neon!(vabsq_f32(a))
+    }
+    #[inline(always)]
+    fn or_sign(self, t: float32x4_t, x: float32x4_t) -> float32x4_t {
+        neon!({
+            let sign = vandq_u32(vreinterpretq_u32_f32(x), vdupq_n_u32(0x8000_0000));
+            vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(t), sign))
+        })
+    }
+    #[inline(always)]
+    fn lt(self, a: float32x4_t, b: float32x4_t) -> uint32x4_t {
+        neon!(vcltq_f32(a, b))
+    }
+    #[inline(always)]
+    fn eq(self, a: float32x4_t, b: float32x4_t) -> uint32x4_t {
+        neon!(vceqq_f32(a, b))
+    }
+    #[inline(always)]
+    fn select(self, m: uint32x4_t, yes: float32x4_t, no: float32x4_t) -> float32x4_t {
+        neon!(vbslq_f32(m, yes, no))
+    }
+    #[inline(always)]
+    fn keep_nan(self, y: float32x4_t, x: float32x4_t) -> float32x4_t {
+        neon!(vbslq_f32(vceqq_f32(x, x), y, x))
+    }
+    #[inline(always)]
+    fn f_to_bits(self, a: float32x4_t) -> int32x4_t {
+        neon!(vreinterpretq_s32_f32(a))
+    }
+    #[inline(always)]
+    fn bits_to_f(self, a: int32x4_t) -> float32x4_t {
+        neon!(vreinterpretq_f32_s32(a))
+    }
+    #[inline(always)]
+    fn splat_i(self, v: i32) -> int32x4_t {
+        neon!(vdupq_n_s32(v))
+    }
+    #[inline(always)]
+    fn add_i(self, a: int32x4_t, b: int32x4_t) -> int32x4_t {
+        neon!(vaddq_s32(a, b))
+    }
+    #[inline(always)]
+    fn sub_i(self, a: int32x4_t, b: int32x4_t) -> int32x4_t {
+        neon!(vsubq_s32(a, b))
+    }
+    #[inline(always)]
+    fn shl23_i(self, a: int32x4_t) -> int32x4_t {
+        neon!(vshlq_n_s32::<23>(a))
+    }
+    #[inline(always)]
+    fn sra1_i(self, a: int32x4_t) -> int32x4_t {
+        neon!(vshrq_n_s32::<1>(a))
+    }
 }
 
-/// `scalar::pow2` on four lanes.
-#[inline]
+/// `scalar::exp_inplace`, four values at a time.
 #[target_feature(enable = "neon")]
-fn pow2_v(e: int32x4_t) -> float32x4_t {
-    vreinterpretq_f32_s32(vshlq_n_s32::<23>(vaddq_s32(e, vdupq_n_s32(127))))
+pub(crate) fn exp_inplace(x: &mut [f32]) {
+    simd::map::<_, simd::Exp>(Neon::new(), x)
 }
 
-/// `scalar::exp_core` on four lanes, each in `[EXP_MIN_X, EXP_MAX_X]`.
-#[inline]
+/// `scalar::tanh_inplace`, four values at a time.
 #[target_feature(enable = "neon")]
-fn exp_core_v(x: float32x4_t) -> float32x4_t {
-    let (p, n) = exp_reduced_v(x);
-    let n1 = vshrq_n_s32::<1>(n);
-    vmulq_f32(vmulq_f32(p, pow2_v(n1)), pow2_v(vsubq_s32(n, n1)))
+pub(crate) fn tanh_inplace(x: &mut [f32]) {
+    simd::map::<_, simd::Tanh>(Neon::new(), x)
 }
 
-/// `scalar::exp_core_mid` on four lanes, each in `[1.25, 20]`.
-#[inline]
+/// `scalar::gelu_tanh_inplace`, four values at a time.
 #[target_feature(enable = "neon")]
-fn exp_core_mid_v(x: float32x4_t) -> float32x4_t {
-    let (p, n) = exp_reduced_v(x);
-    vmulq_f32(p, pow2_v(n))
-}
-
-/// Lanes where `x` is NaN take `x`.
-#[inline]
-#[target_feature(enable = "neon")]
-fn keep_nan(y: float32x4_t, x: float32x4_t) -> float32x4_t {
-    vbslq_f32(vceqq_f32(x, x), y, x)
-}
-
-/// `scalar::exp_f32` on four lanes.
-#[inline]
-#[target_feature(enable = "neon")]
-fn exp_v(x: float32x4_t) -> float32x4_t {
-    let c = vminq_f32(
-        vmaxq_f32(x, vdupq_n_f32(scalar::EXP_MIN_X)),
-        vdupq_n_f32(scalar::EXP_MAX_X),
-    );
-    keep_nan(exp_core_v(c), x)
-}
-
-/// `scalar::tanh_f32` on four lanes.
-#[inline]
-#[target_feature(enable = "neon")]
-fn tanh_v(x: float32x4_t) -> float32x4_t {
-    let a = vabsq_f32(x);
-    // |x| < TANH_SMALL: the odd polynomial.
-    let z = vmulq_f32(a, a);
-    let c = scalar::TANH_T;
-    let mut q = vdupq_n_f32(c[0]);
-    q = vaddq_f32(vmulq_f32(q, z), vdupq_n_f32(c[1]));
-    q = vaddq_f32(vmulq_f32(q, z), vdupq_n_f32(c[2]));
-    q = vaddq_f32(vmulq_f32(q, z), vdupq_n_f32(c[3]));
-    q = vaddq_f32(vmulq_f32(q, z), vdupq_n_f32(c[4]));
-    q = vmulq_f32(q, z);
-    q = vmulq_f32(q, a);
-    let small = vaddq_f32(q, a);
-    // Otherwise 1 - 2 / (exp(2 min(|x|, TANH_CLAMP)) + 1).
-    let b = vminq_f32(a, vdupq_n_f32(scalar::TANH_CLAMP));
-    let e = exp_core_mid_v(vaddq_f32(b, b));
-    let one = vdupq_n_f32(1.0);
-    let large = vsubq_f32(one, vdivq_f32(vdupq_n_f32(2.0), vaddq_f32(e, one)));
-    let is_small = vcltq_f32(a, vdupq_n_f32(scalar::TANH_SMALL));
-    let t = vbslq_f32(is_small, small, large);
-    // The sign of x on |tanh x| (an odd function; tanh(-0) = -0).
-    let sign = vandq_u32(vreinterpretq_u32_f32(x), vdupq_n_u32(0x8000_0000));
-    let t = vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(t), sign));
-    keep_nan(t, x)
-}
-
-/// `scalar::gelu_tanh_f32` on four lanes.
-#[inline]
-#[target_feature(enable = "neon")]
-fn gelu_tanh_v(x: float32x4_t) -> float32x4_t {
-    let x3 = vmulq_f32(vmulq_f32(vmulq_f32(vdupq_n_f32(scalar::GELU_C), x), x), x);
-    let u = vmulq_f32(vdupq_n_f32(scalar::GELU_K), vaddq_f32(x, x3));
-    let t = tanh_v(u);
-    let g = vmulq_f32(
-        vmulq_f32(vdupq_n_f32(0.5), x),
-        vaddq_f32(vdupq_n_f32(1.0), t),
-    );
-    let neg_inf = vceqq_f32(x, vdupq_n_f32(f32::NEG_INFINITY));
-    keep_nan(vbslq_f32(neg_inf, vdupq_n_f32(-0.0), g), x)
+pub(crate) fn gelu_tanh_inplace(x: &mut [f32]) {
+    simd::map::<_, simd::GeluTanh>(Neon::new(), x)
 }

@@ -3,7 +3,7 @@
 use core::arch::x86_64::*;
 
 use super::{load_f32x16, splat, store_f32x16};
-use crate::scalar;
+use crate::simd::{self, SimdF32};
 
 // ---------------------------------------------------------------------------
 // The recurrence's latent update, sixteen values of `Dh` at a time.
@@ -62,152 +62,150 @@ pub(crate) fn latent_update(
 }
 
 // ---------------------------------------------------------------------------
-// Elementwise math on sixteen lanes, bit for bit `scalar::exp_f32`,
-// `tanh_f32` and `gelu_tanh_f32`: the operations of the AVX2 versions
-// (multiply then add, never FMA; IEEE division; both branches of `tanh`
-// computed and blended; NaN lanes keep their input).
+// Elementwise math, bit for bit `scalar::exp_f32`, `tanh_f32` and
+// `gelu_tanh_f32`: `crate::simd` on sixteen lanes.
 
-/// Defines `$name(x: &mut [f32])`, applying the sixteen-lane `$f` to `x`
-/// sixteen values at a time, NaN lanes left as they were; the tail goes
-/// through `$f` in a zero-padded register.
-macro_rules! map_f32x16 {
-    ($name:ident, $f:ident) => {
-        #[target_feature(enable = "avx512f")]
-        pub(crate) fn $name(x: &mut [f32]) {
-            let mut chunks = x.chunks_exact_mut(16);
-            for c in &mut chunks {
-                let c: &mut [f32; 16] = c.try_into().expect("16");
-                let v = load_f32x16(c);
-                store_f32x16(c, keep_nan($f(v), v));
-            }
-            let tail = chunks.into_remainder();
-            if !tail.is_empty() {
-                let mut buf = [0.0f32; 16];
-                buf[..tail.len()].copy_from_slice(tail);
-                let v = load_f32x16(&buf);
-                store_f32x16(&mut buf, keep_nan($f(v), v));
-                tail.copy_from_slice(&buf[..tail.len()]);
-            }
-        }
+/// The AVX-512 token of `crate::simd` (made only by [`Avx512::new`], a
+/// function with AVX512F enabled: a value proves the CPU has it).
+#[derive(Clone, Copy)]
+struct Avx512(());
+
+impl Avx512 {
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn new() -> Avx512 {
+        Avx512(())
+    }
+}
+
+/// `unsafe { $e }` for an intrinsic of an instruction set an `Avx512` proves.
+macro_rules! avx512 {
+    ($e:expr) => {
+        // SAFETY: an `Avx512` exists only on a CPU with AVX512F (`Avx512::new`).
+        unsafe { $e }
     };
 }
 
-map_f32x16!(exp_inplace, exp_v);
-map_f32x16!(tanh_inplace, tanh_v);
-map_f32x16!(gelu_tanh_inplace, gelu_tanh_v);
+impl SimdF32 for Avx512 {
+    type F = __m512;
+    type I = __m512i;
+    type M = __mmask16;
+    const LANES: usize = 16;
+    type Buf = [f32; 16];
 
-/// Lanes where `x` is NaN take `x`.
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn keep_nan(y: __m512, x: __m512) -> __m512 {
-    _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x), y, x)
+    #[inline(always)]
+    fn load(self, v: &[f32]) -> __m512 {
+        let v: &[f32; 16] = v[..16].try_into().expect("16");
+        avx512!(load_f32x16(v))
+    }
+    #[inline(always)]
+    fn store(self, v: &mut [f32], x: __m512) {
+        let v: &mut [f32; 16] = (&mut v[..16]).try_into().expect("16");
+        avx512!(store_f32x16(v, x))
+    }
+    #[inline(always)]
+    fn splat(self, v: f32) -> __m512 {
+        avx512!(splat(v))
+    }
+    #[inline(always)]
+    fn add(self, a: __m512, b: __m512) -> __m512 {
+        avx512!(_mm512_add_ps(a, b))
+    }
+    #[inline(always)]
+    fn sub(self, a: __m512, b: __m512) -> __m512 {
+        avx512!(_mm512_sub_ps(a, b))
+    }
+    #[inline(always)]
+    fn mul(self, a: __m512, b: __m512) -> __m512 {
+        avx512!(_mm512_mul_ps(a, b))
+    }
+    #[inline(always)]
+    fn div(self, a: __m512, b: __m512) -> __m512 {
+        avx512!(_mm512_div_ps(a, b))
+    }
+    #[inline(always)]
+    fn min(self, a: __m512, b: __m512) -> __m512 {
+        avx512!(_mm512_min_ps(a, b))
+    }
+    #[inline(always)]
+    fn max(self, a: __m512, b: __m512) -> __m512 {
+        avx512!(_mm512_max_ps(a, b))
+    }
+    #[inline(always)]
+    fn abs(self, a: __m512) -> __m512 {
+        avx512!(_mm512_abs_ps(a))
+    }
+    #[inline(always)]
+    fn or_sign(self, t: __m512, x: __m512) -> __m512 {
+        avx512!({
+            let sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(i32::MIN));
+            _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), sign))
+        })
+    }
+    #[inline(always)]
+    fn lt(self, a: __m512, b: __m512) -> __mmask16 {
+        avx512!(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, b))
+    }
+    #[inline(always)]
+    fn eq(self, a: __m512, b: __m512) -> __mmask16 {
+        avx512!(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(a, b))
+    }
+    #[inline(always)]
+    fn select(self, m: __mmask16, yes: __m512, no: __m512) -> __m512 {
+        avx512!(_mm512_mask_blend_ps(m, no, yes))
+    }
+    #[inline(always)]
+    fn keep_nan(self, y: __m512, x: __m512) -> __m512 {
+        avx512!(_mm512_mask_blend_ps(
+            _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x),
+            y,
+            x
+        ))
+    }
+    #[inline(always)]
+    fn f_to_bits(self, a: __m512) -> __m512i {
+        avx512!(_mm512_castps_si512(a))
+    }
+    #[inline(always)]
+    fn bits_to_f(self, a: __m512i) -> __m512 {
+        avx512!(_mm512_castsi512_ps(a))
+    }
+    #[inline(always)]
+    fn splat_i(self, v: i32) -> __m512i {
+        avx512!(_mm512_set1_epi32(v))
+    }
+    #[inline(always)]
+    fn add_i(self, a: __m512i, b: __m512i) -> __m512i {
+        avx512!(_mm512_add_epi32(a, b))
+    }
+    #[inline(always)]
+    fn sub_i(self, a: __m512i, b: __m512i) -> __m512i {
+        avx512!(_mm512_sub_epi32(a, b))
+    }
+    #[inline(always)]
+    fn shl23_i(self, a: __m512i) -> __m512i {
+        avx512!(_mm512_slli_epi32::<23>(a))
+    }
+    #[inline(always)]
+    fn sra1_i(self, a: __m512i) -> __m512i {
+        avx512!(_mm512_srai_epi32::<1>(a))
+    }
 }
 
-/// `scalar::exp_reduced` on sixteen lanes, each in `[EXP_MIN_X, EXP_MAX_X]`.
-#[inline]
+/// `scalar::exp_inplace`, sixteen values at a time.
 #[target_feature(enable = "avx512f")]
-fn exp_reduced_v(x: __m512) -> (__m512, __m512i) {
-    let t = _mm512_add_ps(
-        _mm512_mul_ps(x, splat(scalar::EXP_LOG2E)),
-        splat(scalar::EXP_ROUND),
-    );
-    let n = _mm512_sub_epi32(
-        _mm512_castps_si512(t),
-        _mm512_set1_epi32(scalar::EXP_ROUND_BITS),
-    );
-    let nf = _mm512_sub_ps(t, splat(scalar::EXP_ROUND));
-    let r = _mm512_sub_ps(x, _mm512_mul_ps(nf, splat(scalar::EXP_LN2_HI)));
-    let r = _mm512_sub_ps(r, _mm512_mul_ps(nf, splat(scalar::EXP_LN2_LO)));
-    let z = _mm512_mul_ps(r, r);
-    let c = scalar::EXP_P;
-    let mut p = splat(c[0]);
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), splat(c[1]));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), splat(c[2]));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), splat(c[3]));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), splat(c[4]));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), splat(c[5]));
-    p = _mm512_add_ps(_mm512_mul_ps(p, z), r);
-    p = _mm512_add_ps(p, splat(1.0));
-    (p, n)
+pub(crate) fn exp_inplace(x: &mut [f32]) {
+    simd::map::<_, simd::Exp>(Avx512::new(), x)
 }
 
-/// `scalar::pow2` on sixteen lanes.
-#[inline]
+/// `scalar::tanh_inplace`, sixteen values at a time.
 #[target_feature(enable = "avx512f")]
-fn pow2_v(e: __m512i) -> __m512 {
-    _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(
-        e,
-        _mm512_set1_epi32(127),
-    )))
+pub(crate) fn tanh_inplace(x: &mut [f32]) {
+    simd::map::<_, simd::Tanh>(Avx512::new(), x)
 }
 
-/// `scalar::exp_core` on sixteen lanes, each in `[EXP_MIN_X, EXP_MAX_X]`.
-#[inline]
+/// `scalar::gelu_tanh_inplace`, sixteen values at a time.
 #[target_feature(enable = "avx512f")]
-fn exp_core_v(x: __m512) -> __m512 {
-    let (p, n) = exp_reduced_v(x);
-    let n1 = _mm512_srai_epi32::<1>(n);
-    _mm512_mul_ps(
-        _mm512_mul_ps(p, pow2_v(n1)),
-        pow2_v(_mm512_sub_epi32(n, n1)),
-    )
-}
-
-/// `scalar::exp_core_mid` on sixteen lanes, each in `[1.25, 20]`.
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn exp_core_mid_v(x: __m512) -> __m512 {
-    let (p, n) = exp_reduced_v(x);
-    _mm512_mul_ps(p, pow2_v(n))
-}
-
-/// `scalar::exp_f32` on sixteen lanes, except NaN lanes (garbage).
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn exp_v(x: __m512) -> __m512 {
-    let c = _mm512_min_ps(
-        _mm512_max_ps(x, splat(scalar::EXP_MIN_X)),
-        splat(scalar::EXP_MAX_X),
-    );
-    exp_core_v(c)
-}
-
-/// `scalar::tanh_f32` on sixteen lanes, except NaN lanes (garbage).
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn tanh_v(x: __m512) -> __m512 {
-    let xi = _mm512_castps_si512(x);
-    let a = _mm512_castsi512_ps(_mm512_and_si512(xi, _mm512_set1_epi32(0x7FFF_FFFF)));
-    // |x| < TANH_SMALL: the odd polynomial.
-    let z = _mm512_mul_ps(a, a);
-    let c = scalar::TANH_T;
-    let mut q = splat(c[0]);
-    q = _mm512_add_ps(_mm512_mul_ps(q, z), splat(c[1]));
-    q = _mm512_add_ps(_mm512_mul_ps(q, z), splat(c[2]));
-    q = _mm512_add_ps(_mm512_mul_ps(q, z), splat(c[3]));
-    q = _mm512_add_ps(_mm512_mul_ps(q, z), splat(c[4]));
-    q = _mm512_mul_ps(q, z);
-    q = _mm512_mul_ps(q, a);
-    let small = _mm512_add_ps(q, a);
-    // Otherwise 1 - 2 / (exp(2 min(|x|, TANH_CLAMP)) + 1).
-    let b = _mm512_min_ps(a, splat(scalar::TANH_CLAMP));
-    let e = exp_core_mid_v(_mm512_add_ps(b, b));
-    let one = splat(1.0);
-    let large = _mm512_sub_ps(one, _mm512_div_ps(splat(2.0), _mm512_add_ps(e, one)));
-    let is_small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, splat(scalar::TANH_SMALL));
-    let t = _mm512_castps_si512(_mm512_mask_blend_ps(is_small, large, small));
-    let sign = _mm512_and_si512(xi, _mm512_set1_epi32(i32::MIN));
-    _mm512_castsi512_ps(_mm512_or_si512(t, sign))
-}
-
-/// `scalar::gelu_tanh_f32` on sixteen lanes, except NaN lanes (garbage).
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn gelu_tanh_v(x: __m512) -> __m512 {
-    let x3 = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(splat(scalar::GELU_C), x), x), x);
-    let u = _mm512_mul_ps(splat(scalar::GELU_K), _mm512_add_ps(x, x3));
-    let t = tanh_v(u);
-    let g = _mm512_mul_ps(_mm512_mul_ps(splat(0.5), x), _mm512_add_ps(splat(1.0), t));
-    let neg_inf = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, splat(f32::NEG_INFINITY));
-    _mm512_mask_blend_ps(neg_inf, g, splat(-0.0))
+pub(crate) fn gelu_tanh_inplace(x: &mut [f32]) {
+    simd::map::<_, simd::GeluTanh>(Avx512::new(), x)
 }
