@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{bits, Rng};
+use common::{bits, Rng, RngVec};
 use latte_kernels::{f16, BlockQ8_0, KernelPath, Kernels};
 
 /// Every path this CPU has (availability itself is the kernel suite's

@@ -2,100 +2,36 @@
 //! which kernel paths must be present on the machine running the tests.
 #![allow(dead_code)]
 
-use latte_kernels::{f16, BlockQ4_0, BlockQ8_0, KernelPath, Kernels};
+use latte_kernels::{BlockQ4_0, BlockQ8_0, KernelPath, Kernels};
 
-/// SplitMix64: small, seeded, good enough for test inputs.
-pub struct Rng(u64);
+/// The suite's generator (SplitMix64, `latte_kernels::suite::Rng`), with
+/// helpers that return owned vectors for the host-only tests.
+pub use latte_kernels::suite::Rng;
 
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    /// Uniform in `[-1, 1)`.
-    pub fn signed(&mut self) -> f32 {
-        2.0 * self.unit() - 1.0
-    }
-
-    pub fn i8(&mut self) -> i8 {
-        self.next_u64() as i8
-    }
-
-    pub fn u8(&mut self) -> u8 {
-        self.next_u64() as u8
-    }
-
-    /// A finite `f16` scale of random sign, magnitude `2^-20 .. 2^15`
-    /// (subnormal to near the largest finite), sometimes exactly zero.
-    pub fn scale_bits(&mut self) -> u16 {
-        if self.below(50) == 0 {
-            return 0;
-        }
-        let exp = 0x0004 + self.below(0x7BFF - 0x0004) as u16; // finite, non-zero range
-        let sign = if self.below(2) == 0 { 0 } else { 0x8000 };
-        exp | sign
-    }
-
-    /// A "moderate" scale like real weights/activations: `f16` of 1e-4..1.
-    pub fn moderate_scale_bits(&mut self) -> u16 {
-        let v = 10f32.powf(-4.0 * self.unit()) * if self.below(2) == 0 { 1.0 } else { -1.0 };
-        f16::from_f32(v).to_bits()
-    }
-
-    pub fn block_q8_0(&mut self) -> BlockQ8_0 {
-        let d = if self.below(2) == 0 {
-            self.scale_bits()
-        } else {
-            self.moderate_scale_bits()
-        };
-        let mut qs = [0i8; 32];
-        for q in &mut qs {
-            *q = self.i8();
-        }
-        BlockQ8_0 { d, qs }
-    }
-
-    pub fn block_q4_0(&mut self) -> BlockQ4_0 {
-        let d = if self.below(2) == 0 {
-            self.scale_bits()
-        } else {
-            self.moderate_scale_bits()
-        };
-        let mut qs = [0u8; 16];
-        for q in &mut qs {
-            *q = self.u8();
-        }
-        BlockQ4_0 { d, qs }
-    }
-
-    pub fn blocks_q8_0(&mut self, n: usize) -> Vec<BlockQ8_0> {
-        (0..n).map(|_| self.block_q8_0()).collect()
-    }
-
-    pub fn blocks_q4_0(&mut self, n: usize) -> Vec<BlockQ4_0> {
-        (0..n).map(|_| self.block_q4_0()).collect()
-    }
-
+pub trait RngVec {
+    fn blocks_q8_0(&mut self, n: usize) -> Vec<BlockQ8_0>;
+    fn blocks_q4_0(&mut self, n: usize) -> Vec<BlockQ4_0>;
     /// `n` floats in `[-scale, scale)`.
-    pub fn floats(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.signed() * scale).collect()
+    fn floats(&mut self, n: usize, scale: f32) -> Vec<f32>;
+}
+
+impl RngVec for Rng {
+    fn blocks_q8_0(&mut self, n: usize) -> Vec<BlockQ8_0> {
+        let mut b = vec![BlockQ8_0::default(); n];
+        self.fill_q8_0(&mut b);
+        b
+    }
+
+    fn blocks_q4_0(&mut self, n: usize) -> Vec<BlockQ4_0> {
+        let mut b = vec![BlockQ4_0::default(); n];
+        self.fill_q4_0(&mut b);
+        b
+    }
+
+    fn floats(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        let mut v = vec![0.0; n];
+        self.fill_floats(&mut v, scale);
+        v
     }
 }
 
