@@ -155,12 +155,20 @@ impl Config {
     /// area of `max(2L + 2D, F, 2V)` used in turn by the Latte layer
     /// (`q, k, v, y`), the MLP hidden vector and the sampler (`probs, work`).
     pub(crate) fn try_scratch_len(&self) -> Option<usize> {
-        let d = self.d_model;
         let latte = self
             .n_latents
             .checked_mul(2)?
-            .checked_add(d.checked_mul(2)?)?;
-        let tmp = latte.max(self.d_ff).max(self.vocab_size.checked_mul(2)?);
+            .checked_add(self.d_model.checked_mul(2)?)?;
+        self.try_scratch_len_for(latte)
+    }
+
+    /// The scratch length when the widest mixer needs `mixer_tmp` elements
+    /// of temporary area per token (Latte: `2L + 2D`).
+    pub(crate) fn try_scratch_len_for(&self, mixer_tmp: usize) -> Option<usize> {
+        let d = self.d_model;
+        let tmp = mixer_tmp
+            .max(self.d_ff)
+            .max(self.vocab_size.checked_mul(2)?);
         d.checked_mul(3)?
             .checked_add(self.vocab_size)?
             .checked_add(self.rotation_len())?

@@ -369,15 +369,8 @@ impl<'a> Model<'a> {
         // Scratch areas (see `Session`): h, a, o, logits, the VAPOR table,
         // then one temporary area shared by the mixers, the MLP's hidden
         // vector and the sampler.
-        let tmp = model
-            .mix_tmp
-            .max(config.d_ff)
-            .max(v.checked_mul(2).ok_or(Error::SizeOverflow)?);
-        model.scratch = d
-            .checked_mul(3)
-            .and_then(|x| x.checked_add(v))
-            .and_then(|x| x.checked_add(config.rotation_len()))
-            .and_then(|x| x.checked_add(tmp))
+        model.scratch = config
+            .try_scratch_len_for(model.mix_tmp)
             .ok_or(Error::SizeOverflow)?;
         if config.position == Position::Sinusoidal {
             let n = d.div_ceil(2).min(SINUSOID_TABLE);

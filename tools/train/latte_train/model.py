@@ -266,20 +266,20 @@ class LatteMix(nn.Module):
         p = torch.softmax(q, dim=-1)
         cmax = torch.maximum(kp.detach().amax(dim=2), kv.detach())[:, :, None, :]  # (B,H,1,Lh)
         right = torch.exp(torch.clamp(kp - cmax, min=-EXP_RANGE))  # exp(k' - c), (B,H,C,Lh)
-        carried = torch.isfinite(kv)
+        carried = bool(torch.isfinite(kv).any())  # any state carried in (one check)
         sv = torch.exp(kv[:, :, None, :] - cmax)  # exp(k_state - c), 0 for an empty state
         den = torch.cumsum(right, dim=2)  # A' exp(-c), > 0
-        if bool(carried.any()):
+        if carried:
             den = den + sv
         left = p / den
         att = torch.tril(left @ right.transpose(-1, -2))  # (B,H,C,C)
         y = att @ v  # (B,H,C,Dh)
-        if bool(carried.any()):
+        if carried:
             y = y + (left * sv) @ mean
         # The state after the chunk's last token.
         last = den[:, :, -1:, :]  # (B,H,1,Lh)
         new_mean = (right / last).transpose(-1, -2) @ v
-        if bool(carried.any()):
+        if carried:
             new_mean = new_mean + (sv / last).transpose(-1, -2) * mean
         log_last = (torch.log(last) + cmax)[:, :, 0, :]  # log A' after the last token
         new_log_a = log_last - lam[None] * (c - 1) if lam is not None else log_last
