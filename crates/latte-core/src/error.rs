@@ -329,6 +329,44 @@ pub enum Error {
         /// Which field.
         what: &'static str,
     },
+    /// A classifier file (`latte-classifier`) was given where a language
+    /// model is expected.
+    IsAClassifier,
+    /// A language-model file (`latte`) was given where a classifier is
+    /// expected.
+    NotAClassifier,
+    /// A classifier with fewer than two classes.
+    TooFewClasses {
+        /// C in the file.
+        n_classes: usize,
+    },
+    /// `latte-classifier.class_labels` does not hold one name per class.
+    ClassLabelCount {
+        /// C.
+        n_classes: usize,
+        /// Names in the file.
+        got: usize,
+    },
+    /// A chunk size outside `1..=max`.
+    ChunkSize {
+        /// The size given.
+        chunk: usize,
+        /// The largest allowed.
+        max: usize,
+    },
+    /// There are no tokens to classify.
+    EmptyInput,
+    /// A [`crate::classifier::ByteSource`] could not be read; the source
+    /// keeps the cause.
+    InputRead,
+    /// A pass over the input read a different number of bytes than the
+    /// first pass (the input changed while it was being classified).
+    InputChanged {
+        /// Bytes in the first pass.
+        first: u64,
+        /// Bytes in this pass.
+        now: u64,
+    },
 }
 
 /// The ggml name of a type id (`Q8_0`, `Q4_0`, ...) from the GGUF type
@@ -532,6 +570,29 @@ impl fmt::Display for Error {
             Error::SnapshotInvalid { what } => {
                 write!(f, "the snapshot is invalid: {what}")
             }
+            Error::IsAClassifier => f.write_str(
+                "this is a sequence classifier (latte-classifier), not a language model; use `latte classify` (Classifier::from_gguf)",
+            ),
+            Error::NotAClassifier => f.write_str(
+                "this is a language model (latte), not a sequence classifier; use `latte run` (Model::from_gguf)",
+            ),
+            Error::TooFewClasses { n_classes } => write!(
+                f,
+                "the classifier has {n_classes} class(es); it needs at least 2"
+            ),
+            Error::ClassLabelCount { n_classes, got } => write!(
+                f,
+                "latte-classifier.class_labels holds {got} names for {n_classes} classes; give one name per class"
+            ),
+            Error::ChunkSize { chunk, max } => {
+                write!(f, "chunk size {chunk} is not between 1 and {max}")
+            }
+            Error::EmptyInput => f.write_str("the input is empty: there is nothing to classify"),
+            Error::InputRead => f.write_str("the input could not be read"),
+            Error::InputChanged { first, now } => write!(
+                f,
+                "the input changed while it was read: one pass read {first} bytes, a later one {now}; classify a file nothing else writes to"
+            ),
         }
     }
 }

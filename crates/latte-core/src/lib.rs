@@ -47,7 +47,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bidir;
 mod block;
+pub mod classifier;
 pub mod config;
 pub mod error;
 mod hash;
@@ -64,6 +66,8 @@ pub mod snapshot;
 pub mod tensor;
 mod wire;
 
+pub use bidir::BidLatteLayer;
+pub use classifier::{ByteSource, Classified, Classifier, ClassifierConfig, SliceSource};
 pub use config::{Config, Position};
 pub use error::{Error, TensorName};
 pub use latte::{LatteLayer, LayerState};

@@ -47,6 +47,7 @@ fn get_usize(g: &Gguf<'_>, key: &'static str) -> Result<usize, Error> {
 fn read_config(g: &Gguf<'_>) -> Result<Config, Error> {
     match g.get_str(key::ARCH) {
         Ok("latte") => {}
+        Ok(crate::classifier::ARCHITECTURE) => return Err(Error::IsAClassifier),
         Ok(_) | Err(latte_gguf::Error::MissingKey { .. }) => return Err(Error::WrongArchitecture),
         Err(e) => return Err(meta(e)),
     }
@@ -94,7 +95,7 @@ impl Write for NameBuf {
     }
 }
 
-fn find<'a>(g: &Gguf<'a>, name: TensorName) -> Result<TensorInfo<'a>, Error> {
+pub(crate) fn find<'a>(g: &Gguf<'a>, name: TensorName) -> Result<TensorInfo<'a>, Error> {
     let mut buf = NameBuf {
         buf: [0; 64],
         len: 0,
@@ -128,7 +129,7 @@ fn cast_err(e: latte_kernels::CastError, tensor: TensorName, len: usize) -> Erro
 /// An F32, F16 or block-quantized (`MatrixData::quantized_from_bytes`)
 /// `rows x cols` matrix (`ne = [cols, rows]`).
 /// Quantized rows must be whole blocks, and every block's scale finite.
-fn matrix<'a>(
+pub(crate) fn matrix<'a>(
     g: &Gguf<'a>,
     name: TensorName,
     rows: usize,
@@ -178,7 +179,7 @@ fn matrix<'a>(
 }
 
 /// An F32 vector of `len` elements.
-fn vector<'a>(g: &Gguf<'a>, name: TensorName, len: usize) -> Result<&'a [f32], Error> {
+pub(crate) fn vector<'a>(g: &Gguf<'a>, name: TensorName, len: usize) -> Result<&'a [f32], Error> {
     let t = find(g, name)?;
     if t.ty != GgmlType::F32 {
         return Err(Error::NotF32 { tensor: name });

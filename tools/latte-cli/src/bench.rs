@@ -69,10 +69,11 @@ fn greedy() -> Result<Sampler> {
     .context("greedy sampler")
 }
 
-pub fn bench(args: &BenchArgs) -> Result<()> {
-    let shown = args.model.display().to_string();
-    let kernels = match &args.kernels {
-        None => Kernels::best(),
+/// The kernels `--kernels NAME` names (the best path without it), with an
+/// error listing the paths this CPU has.
+pub fn kernels_arg(name: Option<&str>) -> Result<Kernels> {
+    match name {
+        None => Ok(Kernels::best()),
         Some(name) => Kernels::by_name(name).ok_or_else(|| {
             let available: Vec<&str> = KernelPath::ALL
                 .iter()
@@ -84,8 +85,13 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
                 available.join(", "),
                 Kernels::best().path()
             )
-        })?,
-    };
+        }),
+    }
+}
+
+pub fn bench(args: &BenchArgs) -> Result<()> {
+    let shown = args.model.display().to_string();
+    let kernels = kernels_arg(args.kernels.as_deref())?;
     for (flag, path) in [("--csv", &args.csv), ("--svg", &args.svg)] {
         if let Some(p) = path {
             check_target(flag, p)?;

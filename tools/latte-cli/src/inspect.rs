@@ -117,6 +117,23 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
                 bytes_text(m.prefill_scratch_bytes(chunk) as u64)
             );
         }
+        Err(latte_core::Error::IsAClassifier) => match latte_core::Classifier::from_gguf(&bytes) {
+            Ok(c) => {
+                let chunk = crate::DEFAULT_CHUNK;
+                let _ = writeln!(
+                    out,
+                    "runtime   classifier ({} classes): summaries {} f32 = {}, work {} f32 = {} for chunks of {chunk} bytes; the same for any input length (latte classify)",
+                    c.config().n_classes,
+                    c.summaries_len(),
+                    bytes_text(c.summaries_len() as u64 * 4),
+                    c.work_len(chunk),
+                    bytes_text(c.work_len(chunk) as u64 * 4)
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(out, "runtime   not runnable: {e}");
+            }
+        },
         Err(e) => {
             let _ = writeln!(out, "runtime   not runnable: {e}");
         }

@@ -4,6 +4,7 @@
 
 mod bench;
 mod chart;
+mod classify;
 mod convert;
 mod inspect;
 mod mapped;
@@ -51,6 +52,108 @@ enum Command {
     /// speed, and per-token decode latency at context lengths 64, 128, ...
     /// up to --max-ctx (CSV and SVG plot on request).
     Bench(BenchArgs),
+    /// Classify a text or file with a sequence classifier (a
+    /// latte-classifier file, bidirectional Latte); prints JSON with the
+    /// label, the class probabilities and the logits. The default mode
+    /// streams the file, reading it once per layer, in memory that does not
+    /// depend on its length.
+    Classify(ClassifyArgs),
+    /// Accuracy, per-class precision/recall/F1 and the confusion matrix of a
+    /// classifier over a folder with one sub-folder of example files per
+    /// class (DIR/<label>/*).
+    EvalClassifier(EvalClassifierArgs),
+}
+
+/// How `classify` holds the input.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClassifyMode {
+    /// Read the input once per layer; memory independent of its length.
+    Stream,
+    /// Read the input once into memory (hidden states: 4 D bytes per
+    /// input byte); N block passes per byte instead of N(N+1)/2 + N.
+    Buffered,
+}
+
+/// Largest `--chunk` of the classifier commands.
+fn parse_classifier_chunk(s: &str) -> Result<usize, String> {
+    let max = latte_core::classifier::MAX_CHUNK;
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("`{s}` is not a chunk size from 1 to {max}")),
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ClassifyArgs {
+    /// Classifier file (.gguf, latte-classifier).
+    #[arg(short, long)]
+    pub model: PathBuf,
+    /// The input file (any bytes; never loaded whole in stream mode).
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        conflicts_with = "prompt"
+    )]
+    pub file: Option<PathBuf>,
+    /// The input as text.
+    #[arg(short = 'p', long = "prompt", value_name = "TEXT")]
+    pub prompt: Option<OsString>,
+    /// Read only the first N bytes; 0 = the whole input. Default: the
+    /// model's training length (latte-classifier.context_length), the
+    /// part of a message the model learned from.
+    #[arg(long, value_name = "N", value_parser = parse_u64)]
+    pub max_bytes: Option<u64>,
+    /// stream (default): constant memory; buffered: the input in memory.
+    /// Both give the same logits.
+    #[arg(long, value_enum, default_value_t = ClassifyMode::Stream)]
+    pub mode: ClassifyMode,
+    /// Bytes per chunk through the matrix products, 1 to 256 (the logits
+    /// are the same bits for every size).
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = parse_classifier_chunk)]
+    pub chunk: usize,
+    /// Threads for the matrix products (same results for every count).
+    #[arg(short = 't', long, value_name = "N", value_parser = threads::parse_threads, allow_negative_numbers = true)]
+    pub threads: Option<usize>,
+    /// Kernel path (e.g. scalar, avx2); default: the best this CPU has.
+    #[arg(long, value_name = "NAME")]
+    pub kernels: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalClassifierArgs {
+    /// Classifier file (.gguf, latte-classifier).
+    #[arg(short, long)]
+    pub model: PathBuf,
+    /// Folder with one sub-folder per class, named as the model's labels
+    /// (e.g. DIR/ham/*, DIR/spam/*), each file one example.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Read only the first N bytes of each file; 0 = whole files. Default:
+    /// the model's training length.
+    #[arg(long, value_name = "N", value_parser = parse_u64)]
+    pub max_bytes: Option<u64>,
+    /// stream (default) or buffered; the same predictions.
+    #[arg(long, value_enum, default_value_t = ClassifyMode::Stream)]
+    pub mode: ClassifyMode,
+    /// Bytes per chunk, 1 to 256.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = parse_classifier_chunk)]
+    pub chunk: usize,
+    /// Threads for the matrix products.
+    #[arg(short = 't', long, value_name = "N", value_parser = threads::parse_threads, allow_negative_numbers = true)]
+    pub threads: Option<usize>,
+    /// Kernel path; default: the best this CPU has.
+    #[arg(long, value_name = "NAME")]
+    pub kernels: Option<String>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_u64(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("`{s}` is not a whole number >= 0"))
 }
 
 #[derive(Args, Debug)]
@@ -385,6 +488,8 @@ fn main() -> ExitCode {
         Command::Logits(a) => run::logits(&a),
         Command::Perplexity(a) => perplexity::perplexity(&a),
         Command::Bench(a) => bench::bench(&a),
+        Command::Classify(a) => classify::classify(&a),
+        Command::EvalClassifier(a) => classify::eval_classifier(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,7 +27,8 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
-from typing import Optional
+from pathlib import Path
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -180,3 +181,21 @@ class LatteClassifier(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def save_classifier(model: LatteClassifier, path, name: Optional[str] = None,
+                    labels: Optional[Sequence[str]] = None) -> None:
+    """Writes ``model`` as safetensors with its configuration under
+    ``latte.classifier`` (and ``latte.name``, ``latte.class_labels`` as a JSON
+    list when given): what ``latte convert`` reads."""
+    from safetensors.torch import save_file
+
+    meta = {"format": "pt", "latte.classifier": model.cfg.to_json()}
+    if name:
+        meta["latte.name"] = name
+    if labels is not None:
+        if len(labels) != model.cfg.n_classes:
+            raise ValueError(f"{len(labels)} labels for {model.cfg.n_classes} classes")
+        meta["latte.class_labels"] = json.dumps(list(labels))
+    save_file({k: v.detach().float().contiguous() for k, v in model.state_dict().items()},
+              str(Path(path)), metadata=meta)

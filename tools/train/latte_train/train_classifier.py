@@ -24,9 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 
-from .bidir import ClassifierConfig, LatteClassifier
+from .bidir import ClassifierConfig, LatteClassifier, save_classifier
 from .spam import load_split
 from .spam_baseline import scores
 
@@ -118,8 +117,7 @@ def main(argv=None) -> None:
     result = {"mixer": args.mixer, "params": model.num_params(), "max_bytes": args.max_bytes,
               "val_accuracy": best[0], "test": test, "train_seconds": time.time() - t0}
     print(json.dumps(result, indent=2), flush=True)
-    save_file({k: v.float().contiguous() for k, v in model.state_dict().items()},
-              str(args.out / "model.safetensors"), metadata={"format": "pt", "latte.classifier": cfg.to_json()})
+    save_classifier(model, args.out / "model.safetensors", name=args.out.name, labels=["ham", "spam"])
     (args.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "train_log.json").write_text(json.dumps(log, indent=2) + "\n")
 

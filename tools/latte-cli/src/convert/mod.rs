@@ -1,5 +1,6 @@
 //! `latte convert`: safetensors checkpoint -> Latte GGUF model file.
 
+mod classifier;
 mod decode;
 mod quant;
 mod scheme;
@@ -91,6 +92,11 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
         |e: safetensors::SafeTensorError| anyhow!("{shown} is not a valid safetensors file: {e}");
     let (_, header) = SafeTensors::read_metadata(&input).map_err(not_st)?;
     let st = SafeTensors::deserialize(&input).map_err(not_st)?;
+    if let Some(meta) = header.metadata().as_ref() {
+        if meta.contains_key(classifier::CLASSIFIER_CONFIG_KEY) {
+            return classifier::convert(args, &st, meta, &shown);
+        }
+    }
     let mut tensors = st.tensors();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     ensure!(!tensors.is_empty(), "{shown} holds no tensors");
