@@ -51,6 +51,10 @@ pub const ARCHITECTURE: &str = "latte-classifier";
 /// into a stack buffer of this size).
 pub const MAX_CHUNK: usize = 256;
 
+/// Widest byte n-gram stem ([`ClassifierConfig::conv_width`]) a model may
+/// have.
+pub const MAX_CONV_WIDTH: usize = 8;
+
 /// Metadata keys (FORMAT.md, "Classifier files").
 mod key {
     pub const ARCH: &str = "general.architecture";
@@ -65,6 +69,7 @@ mod key {
     pub const POSITION: &str = "latte-classifier.position_encoding";
     pub const CLASSES: &str = "latte-classifier.class_count";
     pub const LABELS: &str = "latte-classifier.class_labels";
+    pub const CONV: &str = "latte-classifier.conv_width";
 }
 
 /// Hyper-parameters of a classifier (FORMAT.md's `latte-classifier.*` keys).
@@ -91,6 +96,13 @@ pub struct ClassifierConfig {
     pub ln_eps: f32,
     /// [`Position::Sinusoidal`] or [`Position::None`].
     pub position: Position,
+    /// The byte n-gram stem (an extension of the paper's model, not the
+    /// official architecture): 0 = none; `K > 0` adds
+    /// `W [e_t | e_{t-1} | ... | e_{t-K+1}] + b` (`W`: `D x K D`, the
+    /// embeddings of the token and the `K - 1` before it, zeros before the
+    /// start) to each token's embedding, before the positions. At most
+    /// [`MAX_CONV_WIDTH`].
+    pub conv_width: usize,
 }
 
 impl ClassifierConfig {
@@ -139,6 +151,12 @@ impl ClassifierConfig {
         if self.position == Position::Vapor {
             return Err(Error::UnknownPositionEncoding);
         }
+        if self.conv_width > MAX_CONV_WIDTH {
+            return Err(Error::ConvWidth {
+                conv_width: self.conv_width,
+                max: MAX_CONV_WIDTH,
+            });
+        }
         self.try_summaries_len().ok_or(Error::SizeOverflow)?;
         self.try_work_len(MAX_CHUNK).ok_or(Error::SizeOverflow)?;
         for (a, b) in [
@@ -147,6 +165,7 @@ impl ClassifierConfig {
             (self.d_model, self.d_model),
             (self.d_ff, self.d_model),
             (self.n_classes, self.d_model),
+            (self.conv_width * self.d_model, self.d_model),
         ] {
             a.checked_mul(b).ok_or(Error::SizeOverflow)?;
         }
@@ -167,10 +186,21 @@ impl ClassifierConfig {
         self.try_summary_len()?.checked_mul(self.n_layers)
     }
 
+    /// The temporary area per token, `max(L + D, F, K D)` (valid configs).
+    fn tmp_per_token(&self) -> usize {
+        (self.n_latents + self.d_model)
+            .max(self.d_ff)
+            .max(self.conv_width * self.d_model)
+    }
+
     /// Work area per token of a chunk besides the quantized inputs:
-    /// `h`, `a`, `o` (`D` each) and `tmp` (`max(L + D, F)`).
+    /// `h`, `a`, `o` (`D` each) and `tmp` (`max(L + D, F, K D)`).
     fn try_per_token(&self) -> Option<usize> {
-        let tmp = self.n_latents.checked_add(self.d_model)?.max(self.d_ff);
+        let tmp = self
+            .n_latents
+            .checked_add(self.d_model)?
+            .max(self.d_ff)
+            .max(self.conv_width.checked_mul(self.d_model)?);
         self.d_model.checked_mul(3)?.checked_add(tmp)
     }
 
@@ -190,7 +220,11 @@ impl ClassifierConfig {
     }
 
     fn try_work_len(&self, chunk: usize) -> Option<usize> {
-        self.try_work_len_with(chunk, self.d_ff.max(self.d_model) / QK)
+        let widest = self
+            .d_ff
+            .max(self.d_model)
+            .max(self.conv_width * self.d_model);
+        self.try_work_len_with(chunk, widest / QK)
     }
 }
 
@@ -280,6 +314,8 @@ pub struct Classifier<'a> {
     blocks: [EncoderBlock<'a>; MAX_LAYERS],
     head: Matrix<'a>,
     head_bias: &'a [f32],
+    /// The byte n-gram stem's `W` (`D x K D`) and `b` (`D`), if any.
+    stem: Option<(Matrix<'a>, &'a [f32])>,
     labels: Option<latte_gguf::Array<'a>>,
     kernels: Kernels,
     quant_blocks: usize,
@@ -326,6 +362,11 @@ fn read_config(g: &Gguf<'_>) -> Result<ClassifierConfig, Error> {
         context_length: get_usize(g, key::CONTEXT)?,
         ln_eps: g.get_f32(key::EPS).map_err(meta)?,
         position,
+        conv_width: match g.get_u32(key::CONV) {
+            Ok(k) => usize::try_from(k).map_err(|_| Error::SizeOverflow)?,
+            Err(latte_gguf::Error::MissingKey { .. }) => 0,
+            Err(e) => return Err(meta(e)),
+        },
     };
     config.validate()?;
     Ok(config)
@@ -420,6 +461,19 @@ impl<'a> Classifier<'a> {
         }
         let head = matrix(&g, TensorName::global("cls.weight"), c, d)?;
         let head_bias = vector(&g, TensorName::global("cls.bias"), c)?;
+        let stem_name = TensorName::global("stem.weight");
+        let stem = match (config.conv_width, find(&g, stem_name).is_ok()) {
+            (0, false) => None,
+            (0, true) | (_, false) => {
+                return Err(Error::StemTensors {
+                    conv_width: config.conv_width,
+                })
+            }
+            (k, true) => Some((
+                matrix(&g, stem_name, d, k * d)?,
+                vector(&g, TensorName::global("stem.bias"), d)?,
+            )),
+        };
         // Tensors the classifier does not use are a sign of a wrong file.
         if find(&g, TensorName::global("output.weight")).is_ok() {
             return Err(Error::NotAClassifier);
@@ -430,6 +484,7 @@ impl<'a> Classifier<'a> {
             blocks,
             head,
             head_bias,
+            stem,
             labels,
             kernels: Kernels::best(),
             quant_blocks: 0,
@@ -444,6 +499,9 @@ impl<'a> Classifier<'a> {
             }
         };
         see(&model.head);
+        if let Some((w, _)) = &model.stem {
+            see(w);
+        }
         for b in model.blocks.iter().take(config.n_layers) {
             b.mixer
                 .matrices()
@@ -509,6 +567,12 @@ impl<'a> Classifier<'a> {
         }
         mat(&mut h, &self.head);
         vec(&mut h, self.head_bias);
+        if let Some((w, b)) = &self.stem {
+            h.bytes(b"ngram-stem");
+            h.usize(c.conv_width);
+            mat(&mut h, w);
+            vec(&mut h, b);
+        }
         h.finish()
     }
 
@@ -608,7 +672,7 @@ impl<'a> Classifier<'a> {
         chunk: usize,
     ) -> (&'w mut [f32], ChunkWork<'w>, &'w mut [f32]) {
         let d = self.config.d_model;
-        let tmp = (self.config.n_latents + d).max(self.config.d_ff);
+        let tmp = self.config.tmp_per_token();
         let (h, rest) = work.split_at_mut(chunk * d);
         let (a, rest) = rest.split_at_mut(chunk * d);
         let (o, rest) = rest.split_at_mut(chunk * d);
@@ -617,17 +681,53 @@ impl<'a> Classifier<'a> {
         (h, ChunkWork { a, o, tmp, quant }, pool)
     }
 
-    /// Embeds `bytes` at positions `pos..` into the rows of `h`.
-    fn embed(&self, bytes: &[u8], pos: u64, h: &mut [f32]) -> Result<(), Error> {
+    /// Embeds `bytes` at positions `pos..` into the rows of `h`: the
+    /// embedding, the n-gram stem's term (which also reads `prev`, the up
+    /// to `K - 1` bytes just before `bytes`, oldest first), the position.
+    fn embed(
+        &self,
+        cx: &Ctx<'_, 'a>,
+        bytes: &[u8],
+        prev: &[u8],
+        pos: u64,
+        h: &mut [f32],
+        w: &mut ChunkWork<'_>,
+    ) -> Result<(), Error> {
         let d = self.config.d_model;
-        for (i, (&b, row)) in bytes.iter().zip(h.chunks_exact_mut(d)).enumerate() {
+        let n = bytes.len();
+        for (&b, row) in bytes.iter().zip(h.chunks_exact_mut(d)) {
             if !self.token_embd.row_into(usize::from(b), row) {
                 return Err(Error::TokenOutOfRange {
                     token: u32::from(b),
                     vocab_size: self.config.vocab_size,
                 });
             }
-            if self.config.position == Position::Sinusoidal {
+        }
+        if let Some((stem, bias)) = &self.stem {
+            let k = self.config.conv_width;
+            let win = &mut w.tmp[..n * k * d];
+            for (i, row) in win.chunks_exact_mut(k * d).enumerate() {
+                for (s, part) in row.chunks_exact_mut(d).enumerate() {
+                    // Token i - s: in this chunk, in `prev`, or before the start.
+                    let byte = match i.checked_sub(s) {
+                        Some(j) => Some(bytes[j]),
+                        None => prev.len().checked_sub(s - i).map(|j| prev[j]),
+                    };
+                    match byte {
+                        Some(b) if self.token_embd.row_into(usize::from(b), part) => {}
+                        _ => part.fill(0.0),
+                    }
+                }
+            }
+            let o = &mut w.o[..n * d];
+            let xq = quantize_input(cx.kernels, stem.data().is_quantized(), win, &mut *w.quant);
+            let task = RowTask::new(cx.kernels, *stem, task_input(stem, win, xq), n)
+                .with_epilogue(Epilogue::Bias(bias));
+            cx.par.run(&task, o);
+            ops::add_assign(&mut h[..n * d], o);
+        }
+        if self.config.position == Position::Sinusoidal {
+            for (i, row) in h.chunks_exact_mut(d).take(n).enumerate() {
                 ops::add_sinusoidal_with(pos + i as u64, row, &self.sinusoid[..self.sinusoid_len]);
             }
         }
@@ -769,7 +869,10 @@ impl<'a> Classifier<'a> {
             .zip(hidden.chunks_mut(chunk * d))
             .enumerate()
         {
-            self.embed(bytes, (i * chunk) as u64, h)?;
+            let start = i * chunk;
+            let keep = self.config.conv_width.saturating_sub(1);
+            let prev = &tokens[start.saturating_sub(keep)..start];
+            self.embed(&cx, bytes, prev, start as u64, h, &mut w)?;
         }
         for layer in 0..self.config.n_layers {
             let summary = &mut summaries[self.summary_range(layer)];
@@ -855,6 +958,8 @@ impl<'a> Classifier<'a> {
                 pool.fill(0.0);
             }
             let mut pos = 0u64;
+            let mut carry = [0u8; MAX_CONV_WIDTH];
+            let mut carried = 0usize;
             loop {
                 let want = (chunk as u64).min(limit - pos) as usize;
                 let n = read_full(input, &mut bytes[..want])?;
@@ -862,7 +967,18 @@ impl<'a> Classifier<'a> {
                     break;
                 }
                 let h = &mut h_area[..n * d];
-                self.embed(&bytes[..n], pos, h)?;
+                self.embed(&cx, &bytes[..n], &carry[..carried], pos, h, &mut w)?;
+                // The last `K - 1` bytes read, for the next chunk's stem.
+                let keep = self.config.conv_width.saturating_sub(1);
+                if keep > 0 {
+                    let mut joined = [0u8; 2 * MAX_CONV_WIDTH];
+                    let take = n.min(keep);
+                    joined[..carried].copy_from_slice(&carry[..carried]);
+                    joined[carried..carried + take].copy_from_slice(&bytes[n - take..n]);
+                    let all = carried + take;
+                    carried = all.min(keep);
+                    carry[..carried].copy_from_slice(&joined[all - carried..all]);
+                }
                 for i in 0..layer {
                     self.apply_block(&cx, i, &done[self.summary_range(i)], h, &mut w);
                 }

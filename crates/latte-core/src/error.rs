@@ -354,6 +354,19 @@ pub enum Error {
         /// The largest allowed.
         max: usize,
     },
+    /// A classifier's n-gram stem is wider than supported.
+    ConvWidth {
+        /// `latte-classifier.conv_width` in the file.
+        conv_width: usize,
+        /// The widest supported.
+        max: usize,
+    },
+    /// `latte-classifier.conv_width` and the `stem.*` tensors disagree (a
+    /// width without the tensors, or the tensors without a width).
+    StemTensors {
+        /// `latte-classifier.conv_width` in the file (0 when absent).
+        conv_width: usize,
+    },
     /// There are no tokens to classify.
     EmptyInput,
     /// A [`crate::classifier::ByteSource`] could not be read; the source
@@ -587,6 +600,15 @@ impl fmt::Display for Error {
             Error::ChunkSize { chunk, max } => {
                 write!(f, "chunk size {chunk} is not between 1 and {max}")
             }
+            Error::ConvWidth { conv_width, max } => write!(
+                f,
+                "latte-classifier.conv_width is {conv_width}, this build supports at most {max}"
+            ),
+            Error::StemTensors { conv_width } => write!(
+                f,
+                "latte-classifier.conv_width is {conv_width} but the stem.weight/stem.bias tensors are {}; convert the checkpoint again",
+                if conv_width == 0 { "present" } else { "missing" }
+            ),
             Error::EmptyInput => f.write_str("the input is empty: there is nothing to classify"),
             Error::InputRead => f.write_str("the input could not be read"),
             Error::InputChanged { first, now } => write!(

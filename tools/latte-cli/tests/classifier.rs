@@ -19,9 +19,17 @@ use serde_json::Value;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/classifier");
 
+/// The two fixtures: the official classifier, and one with the byte n-gram
+/// stem (an extension).
+const FIXTURES: [&str; 2] = ["", "-stem"];
+
 fn convert(dir: &TempDir, dtype: &str) -> PathBuf {
-    let out = dir.path(&format!("classifier-{dtype}.gguf"));
-    let input = Path::new(FIXTURE).join("classifier.safetensors");
+    convert_fixture(dir, dtype, "")
+}
+
+fn convert_fixture(dir: &TempDir, dtype: &str, which: &str) -> PathBuf {
+    let out = dir.path(&format!("classifier{which}-{dtype}.gguf"));
+    let input = Path::new(FIXTURE).join(format!("classifier{which}.safetensors"));
     ok(&latte([
         os("convert"),
         os(&input),
@@ -46,8 +54,13 @@ fn as_bytes(words: &[u32], len: usize) -> &[u8] {
 }
 
 fn golden() -> Vec<(Vec<u8>, Vec<f64>)> {
+    golden_of("")
+}
+
+fn golden_of(which: &str) -> Vec<(Vec<u8>, Vec<f64>)> {
     let g: Value = serde_json::from_str(
-        &std::fs::read_to_string(Path::new(FIXTURE).join("golden.json")).expect("golden.json"),
+        &std::fs::read_to_string(Path::new(FIXTURE).join(format!("golden{which}.json")))
+            .expect("golden.json"),
     )
     .expect("golden json");
     g["cases"]
@@ -109,24 +122,27 @@ fn bits(v: &[f32]) -> Vec<u32> {
 #[test]
 fn f32_matches_the_trainer_float64_logits() {
     let dir = TempDir::new("cls-f32");
-    let path = convert(&dir, "f32");
-    let len = std::fs::metadata(&path).expect("meta").len() as usize;
-    let words = aligned(&path);
-    let c = Classifier::from_gguf(as_bytes(&words, len)).expect("load");
-    assert_eq!(c.label(1), Some("beta"));
-    let cases = golden();
-    assert_eq!(cases.len(), 6);
-    for (input, want) in &cases {
-        for got in [
-            buffered(&c, input, 64).expect("buffered"),
-            stream(&c, &mut SliceSource::new(input), None, 64).expect("stream"),
-        ] {
-            for (g, w) in got.iter().zip(want) {
-                assert!(
-                    (*g as f64 - w).abs() < 1e-4,
-                    "{} bytes: {g} vs golden {w}",
-                    input.len()
-                );
+    for which in FIXTURES {
+        let path = convert_fixture(&dir, "f32", which);
+        let len = std::fs::metadata(&path).expect("meta").len() as usize;
+        let words = aligned(&path);
+        let c = Classifier::from_gguf(as_bytes(&words, len)).expect("load");
+        assert_eq!(c.label(1), Some("beta"));
+        assert_eq!(c.config().conv_width, if which.is_empty() { 0 } else { 3 });
+        let cases = golden_of(which);
+        assert_eq!(cases.len(), 6);
+        for (input, want) in &cases {
+            for got in [
+                buffered(&c, input, 64).expect("buffered"),
+                stream(&c, &mut SliceSource::new(input), None, 64).expect("stream"),
+            ] {
+                for (g, w) in got.iter().zip(want) {
+                    assert!(
+                        (*g as f64 - w).abs() < 1e-4,
+                        "{which} {} bytes: {g} vs golden {w}",
+                        input.len()
+                    );
+                }
             }
         }
     }
@@ -135,9 +151,12 @@ fn f32_matches_the_trainer_float64_logits() {
 #[test]
 fn modes_chunks_and_kernel_paths_agree_bit_for_bit() {
     let dir = TempDir::new("cls-bits");
-    let cases = golden();
-    for dtype in ["f32", "q8_0", "q4_0"] {
-        let path = convert(&dir, dtype);
+    for (which, dtype) in FIXTURES
+        .iter()
+        .flat_map(|w| ["f32", "q8_0", "q4_0"].map(|d| (*w, d)))
+    {
+        let cases = golden_of(which);
+        let path = convert_fixture(&dir, dtype, which);
         let len = std::fs::metadata(&path).expect("meta").len() as usize;
         let words = aligned(&path);
         let base = Classifier::from_gguf(as_bytes(&words, len)).expect("load");
@@ -162,7 +181,7 @@ fn modes_chunks_and_kernel_paths_agree_bit_for_bit() {
             // Quantized weights stay near the float64 reference.
             for (g, w) in reference.iter().zip(want) {
                 let tol = if dtype == "q4_0" { 0.5 } else { 0.06 };
-                assert!((*g as f64 - w).abs() < tol, "{dtype}: {g} vs {w}");
+                assert!((*g as f64 - w).abs() < tol, "{which} {dtype}: {g} vs {w}");
             }
             for &p in &paths {
                 let mut c = base.clone();
@@ -173,11 +192,15 @@ fn modes_chunks_and_kernel_paths_agree_bit_for_bit() {
                     assert_eq!(
                         bits(&s),
                         bits(&reference),
-                        "{dtype} {p:?} stream chunk {chunk}"
+                        "{which} {dtype} {p:?} stream chunk {chunk}"
                     );
                 }
                 let b = buffered(&c, input, 3).expect("buffered");
-                assert_eq!(bits(&b), bits(&reference), "{dtype} {p:?} buffered chunk 3");
+                assert_eq!(
+                    bits(&b),
+                    bits(&reference),
+                    "{which} {dtype} {p:?} buffered chunk 3"
+                );
             }
         }
     }
@@ -186,11 +209,11 @@ fn modes_chunks_and_kernel_paths_agree_bit_for_bit() {
 #[test]
 fn max_tokens_reads_a_prefix() {
     let dir = TempDir::new("cls-prefix");
-    let path = convert(&dir, "q8_0");
+    let path = convert_fixture(&dir, "q8_0", "-stem");
     let len = std::fs::metadata(&path).expect("meta").len() as usize;
     let words = aligned(&path);
     let c = Classifier::from_gguf(as_bytes(&words, len)).expect("load");
-    let (input, _) = &golden()[3];
+    let (input, _) = &golden_of("-stem")[3];
     assert_eq!(input.len(), 300);
     let whole = stream(&c, &mut SliceSource::new(input), None, 64).expect("whole");
     for n in [1usize, 63, 64, 100, 299] {

@@ -13,7 +13,9 @@ agree at the last position. Pad positions (``mask`` false) take no part in the
 sums, as the official code zeroes both ``exp(k)`` and ``v`` there.
 
 The classifier is the official text encoder: byte embedding plus the sinusoidal
-table, pre-LayerNorm blocks (``BidLatte`` then the GELU MLP), no final norm, mean
+table (and, with ``conv_width`` K > 0, the byte n-gram stem: an extension that adds
+``W [e_t | e_{t-1} | ... | e_{t-K+1}] + b`` to each embedding, zero-initialised,
+since a bidirectional Latte layer mixes tokens only through its global summaries), pre-LayerNorm blocks (``BidLatte`` then the GELU MLP), no final norm, mean
 pooling over the non-pad positions, one dense layer to the class logits.
 
 A bidirectional layer needs, per latent, sums over the whole input before any
@@ -49,6 +51,9 @@ class ClassifierConfig:
     pos_encoding: str = "sinusoidal"  # or "none"
     ln_eps: float = 1e-6
     mixer: str = "bid_latte"  # or "attention" (the standard-attention baseline)
+    # The byte n-gram stem (an extension, not the official model): 0 = off.
+    # K > 0 adds W [e_t | e_{t-1} | ... | e_{t-K+1}] + b to each embedding.
+    conv_width: int = 0
 
     def __post_init__(self) -> None:
         if self.d_ff == 0:
@@ -61,6 +66,8 @@ class ClassifierConfig:
             raise ValueError("a classifier needs at least two classes")
         if self.mixer not in ("bid_latte", "attention"):
             raise ValueError(f"unknown mixer {self.mixer!r}")
+        if self.conv_width < 0:
+            raise ValueError("conv_width must be >= 0")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -141,6 +148,15 @@ class EncoderBlock(nn.Module):
         return h + self.mlp(self.ln2(h))
 
 
+def ngram_window(e: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, T, D) -> (B, T, K*D): at each position the embeddings of it and the
+    K-1 before it, newest first, zeros before the start."""
+    parts = [e]
+    for s in range(1, k):
+        parts.append(nn.functional.pad(e, (0, 0, s, 0))[:, : e.shape[1]])
+    return torch.cat(parts, dim=-1)
+
+
 class LatteClassifier(nn.Module):
     """Sequence classifier: tokens (B, T) and mask (B, T) -> class logits (B, C)."""
 
@@ -150,6 +166,7 @@ class LatteClassifier(nn.Module):
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.blocks = nn.ModuleList([EncoderBlock(cfg) for _ in range(cfg.n_layers)])
         self.head = nn.Linear(cfg.d_model, cfg.n_classes)
+        self.stem = nn.Linear(cfg.conv_width * cfg.d_model, cfg.d_model) if cfg.conv_width else None
         for mod in self.modules():  # Lecun-normal kernels, zero biases (Flax defaults)
             if isinstance(mod, nn.Linear):
                 nn.init.normal_(mod.weight, std=1.0 / math.sqrt(mod.in_features))
@@ -157,6 +174,8 @@ class LatteClassifier(nn.Module):
                     nn.init.zeros_(mod.bias)
             elif isinstance(mod, nn.Embedding):
                 nn.init.normal_(mod.weight, std=1.0 / math.sqrt(cfg.d_model))
+        if self.stem is not None:  # starts as the official model
+            nn.init.zeros_(self.stem.weight)
 
     def encode(self, tokens: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The encoder's last hidden states (B, T, D)."""
@@ -164,6 +183,8 @@ class LatteClassifier(nn.Module):
         if self.cfg.pos_encoding == "sinusoidal" and t > self.cfg.max_seq_len:
             raise ValueError(f"input of {t} tokens is longer than max_seq_len {self.cfg.max_seq_len}")
         h = self.tok_emb(tokens)
+        if self.stem is not None:
+            h = h + self.stem(ngram_window(h, self.cfg.conv_width))
         if self.cfg.pos_encoding == "sinusoidal":
             h = h + sinusoidal_table(t, self.cfg.d_model).to(h.dtype).to(h.device)[None]
         for blk in self.blocks:

@@ -63,6 +63,8 @@ def main(argv=None) -> None:
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--latents", type=int, default=40)
+    ap.add_argument("--conv-width", type=int, default=0,
+                    help="the byte n-gram stem of width K (an extension; 0: the official model)")
     ap.add_argument("--max-bytes", type=int, default=2048)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=4)
@@ -80,7 +82,8 @@ def main(argv=None) -> None:
     gen = torch.Generator().manual_seed(args.seed)
     (tr, ytr), (va, yva), (te, yte) = (load_split(args.data / f"{s}.npz") for s in ("train", "val", "test"))
     cfg = ClassifierConfig(d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,
-                           n_latents=args.latents, n_classes=2, max_seq_len=args.max_bytes, mixer=args.mixer)
+                           n_latents=args.latents, n_classes=2, max_seq_len=args.max_bytes, mixer=args.mixer,
+                           conv_width=args.conv_width)
     model = LatteClassifier(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     steps = args.epochs * math.ceil(len(tr) / args.batch)

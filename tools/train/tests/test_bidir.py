@@ -151,3 +151,26 @@ def test_classifier_training_smoke(tmp_path):
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["test"]["n"] == 16 and sum(map(sum, result["test"]["confusion"])) == 16
     assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_ngram_stem_window_and_zero_start():
+    from latte_train.bidir import ngram_window
+
+    torch.manual_seed(3)
+    e = torch.randn(2, 5, 4, dtype=torch.float64)
+    w = ngram_window(e, 3)
+    for t in range(5):
+        for s in range(3):
+            want = e[:, t - s] if t - s >= 0 else torch.zeros(2, 4, dtype=torch.float64)
+            assert torch.equal(w[:, t, 4 * s:4 * (s + 1)], want)
+    # At initialisation the stem adds nothing: the official model's outputs.
+    cfg = ClassifierConfig(d_model=16, n_layers=1, n_heads=2, n_latents=4, max_seq_len=32)
+    plain = LatteClassifier(cfg)
+    stem = LatteClassifier(ClassifierConfig(**{**cfg.__dict__, "conv_width": 4}))
+    missing, unexpected = stem.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["stem.bias", "stem.weight"] and not unexpected
+    x = torch.randint(0, 256, (3, 20))
+    assert torch.allclose(stem(x), plain(x))
+    with torch.no_grad():
+        stem.stem.weight.normal_()
+    assert not torch.allclose(stem(x), plain(x))

@@ -33,6 +33,9 @@ struct ClassifierConfig {
     pos_encoding: String,
     ln_eps: f64,
     mixer: String,
+    /// The byte n-gram stem (an extension); absent = 0, the official model.
+    #[serde(default)]
+    conv_width: u64,
 }
 
 /// One tensor of the model file: its GGUF name, the checkpoint's name, the
@@ -90,6 +93,15 @@ fn entries(c: &ClassifierConfig) -> Vec<Entry> {
             ),
             e(g("ffn_down.bias"), t("mlp.fc2.bias"), Role::DownB, &[d]),
         ]);
+    }
+    if c.conv_width > 0 {
+        out.push(e(
+            "stem.weight".into(),
+            "stem.weight".into(),
+            Role::O,
+            &[d, c.conv_width * d],
+        ));
+        out.push(e("stem.bias".into(), "stem.bias".into(), Role::DownB, &[d]));
     }
     out.push(e(
         "cls.weight".into(),
@@ -167,6 +179,12 @@ pub fn convert(
         c.ln_eps.is_finite() && c.ln_eps > 0.0,
         "{shown}: ln_eps = {} must be a positive number",
         c.ln_eps
+    );
+    let max_k = latte_core::classifier::MAX_CONV_WIDTH as u64;
+    ensure!(
+        c.conv_width <= max_k,
+        "{shown}: conv_width = {} (the runtime supports n-gram stems up to {max_k})",
+        c.conv_width
     );
     let labels: Option<Vec<String>> = match meta.get(LABELS_KEY) {
         None => None,
@@ -267,6 +285,9 @@ pub fn convert(
     w.add_f32(k("attention.layer_norm_epsilon"), c.ln_eps as f32)?;
     w.add_string(k("position_encoding"), position)?;
     w.add_u32(k("class_count"), u(c.n_classes)?)?;
+    if c.conv_width > 0 {
+        w.add_u32(k("conv_width"), u(c.conv_width)?)?;
+    }
     if let Some(l) = labels {
         w.add(k("class_labels"), MetaValue::Array(MetaArray::String(l)))?;
     }
@@ -293,7 +314,7 @@ pub fn convert(
     }
     let counts: Vec<String> = counts.iter().map(|(t, n)| format!("{n} {t}")).collect();
     eprintln!(
-        "wrote {}: {} tensors ({}), bidirectional Latte classifier, D={} layers={} H={} L={} F={} classes={}, {} positions",
+        "wrote {}: {} tensors ({}), bidirectional Latte classifier, D={} layers={} H={} L={} F={} classes={}, {} positions{}",
         args.output.display(),
         plan.len(),
         counts.join(", "),
@@ -303,7 +324,12 @@ pub fn convert(
         c.n_latents,
         c.d_ff,
         c.n_classes,
-        position
+        position,
+        if c.conv_width > 0 {
+            format!(", {}-byte n-gram stem (an extension)", c.conv_width)
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }
