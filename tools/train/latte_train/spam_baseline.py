@@ -19,14 +19,17 @@ import numpy as np
 from .spam import load_split
 
 
-def scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
-    cm = np.zeros((2, 2), dtype=int)
+def scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = 2) -> dict:
+    """Accuracy and the confusion matrix (rows: true class); with two classes
+    also the F1 of class 1 (spam)."""
+    cm = np.zeros((n_classes, n_classes), dtype=int)
     for t, p in zip(y_true, y_pred):
         cm[int(t), int(p)] += 1
-    tp, fp, fn = cm[1, 1], cm[0, 1], cm[1, 0]
-    f1 = 2 * tp / max(1, 2 * tp + fp + fn)
-    return {"accuracy": float((cm[0, 0] + cm[1, 1]) / cm.sum()), "spam_f1": float(f1),
-            "confusion": cm.tolist(), "n": int(cm.sum())}
+    out = {"accuracy": float(np.trace(cm) / max(1, cm.sum())), "confusion": cm.tolist(), "n": int(cm.sum())}
+    if n_classes == 2:
+        tp, fp, fn = cm[1, 1], cm[0, 1], cm[1, 0]
+        out["spam_f1"] = float(2 * tp / max(1, 2 * tp + fp + fn))
+    return out
 
 
 def main(argv=None) -> None:

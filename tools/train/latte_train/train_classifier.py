@@ -72,17 +72,24 @@ def main(argv=None) -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--labels", default=None,
+                    help="class names, comma-separated (default: the data's manifest.json labels, else ham,spam)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     for split in ("train", "val", "test"):
         if not (args.data / f"{split}.npz").is_file():
             raise SystemExit(f"error: {args.data}/{split}.npz is missing: run python3 -m latte_train.spam --out {args.data}")
+    labels = args.labels.split(",") if args.labels else None
+    if labels is None and (args.data / "manifest.json").is_file():
+        labels = json.loads((args.data / "manifest.json").read_text()).get("labels")
+        labels = labels if isinstance(labels, list) else None  # the spam manifest describes, not lists
+    labels = labels or ["ham", "spam"]
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     (tr, ytr), (va, yva), (te, yte) = (load_split(args.data / f"{s}.npz") for s in ("train", "val", "test"))
     cfg = ClassifierConfig(d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,
-                           n_latents=args.latents, n_classes=2, max_seq_len=args.max_bytes, mixer=args.mixer,
+                           n_latents=args.latents, n_classes=len(labels), max_seq_len=args.max_bytes, mixer=args.mixer,
                            conv_width=args.conv_width)
     model = LatteClassifier(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
@@ -108,19 +115,20 @@ def main(argv=None) -> None:
             if args.minutes and time.time() - t0 > args.minutes * 60:
                 stop = True
                 break
-        val = scores(yva, predict(model, va, yva, args.max_bytes))
+        val = scores(yva, predict(model, va, yva, args.max_bytes), len(labels))
         log["epochs"].append({"epoch": epoch, "step": step, "val": val, "seconds": time.time() - t0})
-        print(f"epoch {epoch}: validation accuracy {val['accuracy']:.4f}, spam F1 {val['spam_f1']:.4f}", flush=True)
+        f1 = f", spam F1 {val['spam_f1']:.4f}" if "spam_f1" in val else ""
+        print(f"epoch {epoch}: validation accuracy {val['accuracy']:.4f}{f1}", flush=True)
         if best is None or val["accuracy"] > best[0]:
             best = (val["accuracy"], {k: v.detach().clone() for k, v in model.state_dict().items()})
         if stop:
             break
     model.load_state_dict(best[1])
-    test = scores(yte, predict(model, te, yte, args.max_bytes))
+    test = scores(yte, predict(model, te, yte, args.max_bytes), len(labels))
     result = {"mixer": args.mixer, "params": model.num_params(), "max_bytes": args.max_bytes,
               "val_accuracy": best[0], "test": test, "train_seconds": time.time() - t0}
     print(json.dumps(result, indent=2), flush=True)
-    save_classifier(model, args.out / "model.safetensors", name=args.out.name, labels=["ham", "spam"])
+    save_classifier(model, args.out / "model.safetensors", name=args.out.name, labels=labels)
     (args.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "train_log.json").write_text(json.dumps(log, indent=2) + "\n")
 
