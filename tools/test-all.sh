@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up what the checks need on a fresh machine, then runs every check:
 # formatting and clippy, the Rust workspace's tests, the no_std builds for a
-# Cortex-M target, the kernels under qemu-user, the boards (boards/check.sh),
+# Cortex-M target, the C API's example under the sanitizers, the kernels under
+# qemu-user, the boards (boards/check.sh),
 # and the reference trainer's tests.
 # Exits non-zero on the first failure.
 set -euo pipefail
@@ -30,6 +31,10 @@ python3 tools/latte-cli/tests/gguf_compat.py target/debug/latte
 step "rust: no_std builds for thumbv7em-none-eabihf (core alone, no std feature)"
 cargo build --locked --release -p latte-gguf --target thumbv7em-none-eabihf
 cargo build --locked --release -p latte-core --target thumbv7em-none-eabihf
+cargo build --locked --release -p latte-ffi --no-default-features --target thumbv7em-none-eabihf
+
+step "C API: the C example (cc -Wall -Werror, ASan/UBSan) prints what latte run prints"
+crates/latte-ffi/examples/c/check.sh
 
 step "aarch64 under qemu-user (Cortex-A53 and Cortex-A76) and Cortex-M builds of the kernels"
 crates/latte-kernels/cross-test.sh
