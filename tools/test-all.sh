@@ -36,6 +36,9 @@ cargo build --locked --release -p latte-ffi --no-default-features --target thumb
 step "C API: the C example (cc -Wall -Werror, ASan/UBSan) prints what latte run prints"
 crates/latte-ffi/examples/c/check.sh
 
+step "C API: C firmware (gcc-arm-none-eabi) with the no_std library and the model in flash, on QEMU's Cortex-M4"
+crates/latte-ffi/examples/firmware/check.sh
+
 step "aarch64 under qemu-user (Cortex-A53 and Cortex-A76) and Cortex-M builds of the kernels"
 crates/latte-kernels/cross-test.sh
 
