@@ -45,6 +45,11 @@ crates/latte-kernels/cross-test.sh
 step "boards: QEMU Cortex-M boards (output, on-device kernel tests, budgets), real-board builds, aarch64 SBC under qemu-user"
 boards/check.sh
 
+step "python: the latte package (pip install tools/python, PyO3 + maturin) against the command line"
+cargo build --locked --release -p latte-cli
+python3 -m pip install --quiet --disable-pip-version-check tools/python
+python3 -m pytest -q tools/python/tests
+
 step "python: reference trainer tests"
 (cd tools/train && python3 -m pytest -q tests)
 
