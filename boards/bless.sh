@@ -9,7 +9,9 @@
 # line is the PyTorch reference's greedy continuation of the greedy prompt, from
 # the golden.json next to that model (float64 recurrence, never this runtime);
 # the `sampled:` line is what `latte run` prints on this host with the board's
-# sampler settings (seed 42, latte run's defaults). The prompts and lengths are read from
+# sampler settings (seed 42, latte run's defaults). A classifier board's file holds
+# one `class:` line per message in its build.rs's messages folder: the label
+# `latte classify` gives on this host. The prompts and lengths are read from
 # latte-board/src/lib.rs. Review the diff before committing: a changed greedy line
 # means the reference changed; a changed sampled line alone means the runtime's
 # bits changed.
@@ -52,6 +54,7 @@ def defmt_bytes(b: bytes) -> str:
 # the SBC, in src/main.rs); boards that run the same model share one file,
 # expected/<model file>.txt, which check.sh compares their output with.
 models = {}
+classifiers = {}  # classifier boards: the messages folder they label
 for cfg in sorted(pathlib.Path(".").glob("*/.cargo/config.toml")):
     board = cfg.parent.parent
     if "../qemu-run" not in cfg.read_text() and "qemu-aarch64" not in cfg.read_text():
@@ -60,11 +63,26 @@ for cfg in sorted(pathlib.Path(".").glob("*/.cargo/config.toml")):
     m = re.search(r'models/([^"/]+)/([^"/]+\.gguf)', text)
     if not m:
         sys.exit(f"error: no model path in {board}/build.rs or {board}/src/main.rs")
+    msgs = re.search(r'messages: "([^"]+)"', text) if "configure_classifier" in text else None
     models.setdefault((m.group(1), m.group(2)), []).append(board.name)
+    if msgs:
+        classifiers[(m.group(1), m.group(2))] = board / msgs.group(1)
 pathlib.Path("expected").mkdir(exist_ok=True)
 for (model, file), boards in sorted(models.items()):
     model_dir = pathlib.Path("..") / "models" / model
     gguf = model_dir / file
+    exp = pathlib.Path("expected") / (file[:-len(".gguf")] + ".txt")
+    if (model, file) in classifiers:
+        # A classifier board: one `class:` line per message, the label that
+        # `latte classify` gives on this host (the model's training length).
+        lines = []
+        for msg in sorted(p for p in classifiers[(model, file)].iterdir() if p.is_file()):
+            out = subprocess.run([latte, "classify", "-m", str(gguf), "-f", str(msg)],
+                                 capture_output=True, check=True)
+            lines.append(f"class: {msg.name} {json.loads(out.stdout)['label']}\n")
+        exp.write_text("".join(lines))
+        print(f"{exp}: {gguf.name}, for {', '.join(boards)}")
+        continue
     gold = json.loads((model_dir / "golden.json").read_text())
     prompts = [p for p in gold["prompts"] if bytes(p["tokens"]) == greedy_prompt]
     if not prompts or len(prompts[0]["greedy"]) < n:
@@ -75,7 +93,6 @@ for (model, file), boards in sorted(models.items()):
     if not run.stdout.startswith(sampled_prompt):
         sys.exit(f"error: latte run did not echo the prompt: {run.stdout[:80]!r}")
     sampled = run.stdout[len(sampled_prompt):]
-    exp = pathlib.Path("expected") / (file[:-len(".gguf")] + ".txt")
     exp.write_text(f"greedy: {defmt_bytes(greedy)}\nsampled: {defmt_bytes(sampled)}\n")
     print(f"{exp}: {gguf.name}, for {', '.join(boards)}")
 EOF

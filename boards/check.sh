@@ -5,7 +5,9 @@
 #   text from the model in flash; its `greedy:` and `sampled:` lines must equal
 #   expected/<model file>.txt (the greedy line is the PyTorch reference's
 #   continuation from the model's golden.json; the sampled line is what
-#   `latte run` prints on a host; bless.sh writes both). Then the on-device kernel tests, and the
+#   `latte run` prints on a host; bless.sh writes both). The classifier board
+#   (mps2-an386-spam) labels the messages in its flash: its `class:` lines must
+#   equal the labels `latte classify` gives on a host. Then the on-device kernel tests, and the
 #   flash and RAM budget (budget.py, with the measured stack).
 # * Real boards (nucleo-h743zi, nrf52840-dk, pico2-rp2350): build, and the
 #   flash and RAM budget with the reserved stack.
@@ -68,7 +70,7 @@ boards_of check >/dev/null # every runner is of a known kind (fails here otherwi
 compare() { # board log
   local want
   want=$(expected_of "$1")
-  grep -E '^(greedy|sampled): ' "$2" > "$logs/$1.got" || true
+  grep -E '^(greedy|sampled|class): ' "$2" > "$logs/$1.got" || true
   if ! diff -u "$want" "$logs/$1.got"; then
     echo "$1: the output differs from boards/$want (full log above)" >&2
     exit 1

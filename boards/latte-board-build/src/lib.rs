@@ -224,6 +224,170 @@ pub fn configure(board: Board) {
     fs::write(out.join("model.rs"), src).expect("OUT_DIR is writable");
 }
 
+/// What a classifier board declares about itself.
+pub struct ClassifierBoard<'a> {
+    /// The classifier (a `latte-classifier` file), relative to the board's
+    /// directory.
+    pub model: &'a str,
+    /// A folder of messages (relative to the board's directory) built into
+    /// flash; every file in it, in name order.
+    pub messages: &'a str,
+    /// Bytes per chunk of the streamed input (sizes the work area).
+    pub chunk: usize,
+    /// Bytes of `RAM` kept for the stack.
+    pub stack_reserve: usize,
+    /// Bytes of `FLASH` kept for code.
+    pub code_reserve: usize,
+}
+
+/// Configures a classifier board's build: like [`configure`], for a
+/// classifier and the messages it labels. Writes `$OUT_DIR/model.rs` with
+/// `MODEL_NAME`, `MODEL_BYTES`, `MODEL` (in flash), `SUMMARIES_LEN` and
+/// `WORK_LEN` (`f32` elements, sized for `CHUNK`), `CHUNK`, and
+/// `MESSAGES: [(&str, &[u8]); N]`.
+pub fn configure_classifier(board: ClassifierBoard) {
+    let dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("run by cargo"));
+    let out = PathBuf::from(env::var("OUT_DIR").expect("run by cargo"));
+    let memory_path = dir.join("memory.x");
+    let memory = fs::read_to_string(&memory_path)
+        .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", memory_path.display())));
+    fs::write(out.join("memory.x"), &memory).expect("OUT_DIR is writable");
+    println!("cargo::rustc-link-search={}", out.display());
+    println!("cargo::rerun-if-changed=memory.x");
+    println!("cargo::rerun-if-changed=build.rs");
+    let regions = parse_memory(&memory).unwrap_or_else(|e| fail(&format!("memory.x: {e}")));
+    let region = |name: &str| {
+        regions
+            .iter()
+            .find(|r| r.name == name)
+            .cloned()
+            .unwrap_or_else(|| fail(&format!("memory.x has no region named {name}")))
+    };
+    let model_path = dir
+        .join(board.model)
+        .canonicalize()
+        .unwrap_or_else(|e| fail(&format!("model file {}: {e}", board.model)));
+    println!("cargo::rerun-if-changed={}", model_path.display());
+    let bytes = fs::read(&model_path)
+        .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", model_path.display())));
+    let (summaries, work) = classifier_sizes(&bytes, board.chunk).unwrap_or_else(|e| {
+        fail(&format!(
+            "{} is not a classifier this runtime can run: {e}",
+            model_path.display()
+        ))
+    });
+    let name = model_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let msg_dir = dir
+        .join(board.messages)
+        .canonicalize()
+        .unwrap_or_else(|e| fail(&format!("messages folder {}: {e}", board.messages)));
+    println!("cargo::rerun-if-changed={}", msg_dir.display());
+    let mut files: Vec<PathBuf> = fs::read_dir(&msg_dir)
+        .unwrap_or_else(|e| fail(&format!("cannot list {}: {e}", msg_dir.display())))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        fail(&format!("{} holds no messages", msg_dir.display()));
+    }
+    let msg_bytes: u64 = files
+        .iter()
+        .map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
+
+    let ram = region("RAM");
+    let ram_need = 4 * (summaries + work) as u64 + board.stack_reserve as u64;
+    if ram_need > ram.length {
+        fail(&format!(
+            "{name} needs {ram_need} bytes of RAM (summaries {} + work {} + stack {}), but the \
+             RAM region has {}: use a smaller chunk",
+            4 * summaries,
+            4 * work,
+            board.stack_reserve,
+            ram.length
+        ));
+    }
+    let flash = region("FLASH");
+    let flash_need = bytes.len() as u64 + msg_bytes + board.code_reserve as u64;
+    if flash_need > flash.length {
+        fail(&format!(
+            "{name} ({} bytes) and the messages ({msg_bytes} bytes) with {} kept for code do not \
+             fit the {} bytes of FLASH",
+            bytes.len(),
+            board.code_reserve,
+            flash.length
+        ));
+    }
+
+    let mut src = String::new();
+    let _ = writeln!(
+        src,
+        "/// File name of the classifier built into this firmware."
+    );
+    let _ = writeln!(src, "pub const MODEL_NAME: &str = {name:?};");
+    let _ = writeln!(src, "/// Size of the classifier in bytes.");
+    let _ = writeln!(src, "pub const MODEL_BYTES: usize = {};", bytes.len());
+    let _ = writeln!(src, "/// `f32` elements of the layers' summaries.");
+    let _ = writeln!(src, "pub const SUMMARIES_LEN: usize = {summaries};");
+    let _ = writeln!(
+        src,
+        "/// `f32` elements of the work area for chunks of `CHUNK` bytes."
+    );
+    let _ = writeln!(src, "pub const WORK_LEN: usize = {work};");
+    let _ = writeln!(src, "/// Bytes per chunk of the streamed input.");
+    let _ = writeln!(src, "pub const CHUNK: usize = {};", board.chunk);
+    let _ = writeln!(src, "/// The classifier, read in place.");
+    let _ = writeln!(
+        src,
+        "pub static MODEL: latte_board::Aligned<[u8; MODEL_BYTES]> = \
+         latte_board::Aligned(*include_bytes!({:?}));",
+        model_path.display().to_string()
+    );
+    let _ = writeln!(src, "/// The messages, in flash: file name and bytes.");
+    let _ = writeln!(
+        src,
+        "pub static MESSAGES: [(&str, &[u8]); {}] = [",
+        files.len()
+    );
+    for f in &files {
+        let file = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let _ = writeln!(
+            src,
+            "    ({file:?}, include_bytes!({:?})),",
+            f.display().to_string()
+        );
+    }
+    let _ = writeln!(src, "];");
+    fs::write(out.join("model.rs"), src).expect("OUT_DIR is writable");
+}
+
+/// `(summaries_len, work_len(chunk))` of a classifier file, validated by
+/// `latte-core`.
+pub fn classifier_sizes(bytes: &[u8], chunk: usize) -> Result<(usize, usize), latte_core::Error> {
+    let mut words = vec![0u32; bytes.len().div_ceil(4)];
+    for (w, c) in words.iter_mut().zip(bytes.chunks(4)) {
+        let mut b = [0u8; 4];
+        b[..c.len()].copy_from_slice(c);
+        *w = u32::from_le_bytes(b);
+    }
+    let view: &[u8] = bytemuck::cast_slice(&words);
+    let model = latte_core::Classifier::from_gguf(&view[..bytes.len()])?;
+    if chunk == 0 || chunk > latte_core::classifier::MAX_CHUNK {
+        return Err(latte_core::Error::ChunkSize {
+            chunk,
+            max: latte_core::classifier::MAX_CHUNK,
+        });
+    }
+    Ok((model.summaries_len(), model.work_len(chunk)))
+}
+
 /// `(state_len, scratch_len)` of a model file, validated by `latte-core`.
 pub fn sizes(bytes: &[u8]) -> Result<(usize, usize), latte_core::Error> {
     // The core reads in place and wants 4-byte alignment: copy into words.

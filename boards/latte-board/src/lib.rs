@@ -18,6 +18,7 @@
 //! ```
 #![no_std]
 
+pub mod classify;
 pub mod device;
 #[cfg(feature = "qemu")]
 pub mod qemu;
@@ -58,6 +59,37 @@ macro_rules! model_and_buffers {
                 (
                     &mut *core::ptr::addr_of_mut!(STATE),
                     &mut *core::ptr::addr_of_mut!(SCRATCH),
+                )
+            })
+        }
+    };
+}
+
+/// Declares, in a classifier board crate, what its build script generated
+/// with `latte_board_build::configure_classifier` (`MODEL`, `MODEL_NAME`,
+/// `MODEL_BYTES`, `SUMMARIES_LEN`, `WORK_LEN`, `CHUNK`, `MESSAGES`), the
+/// static summaries and work area, and `fn buffers()`, which hands those
+/// out as `&'static mut` once (`None` after that).
+#[macro_export]
+macro_rules! classifier_and_buffers {
+    () => {
+        include!(concat!(env!("OUT_DIR"), "/model.rs"));
+
+        /// The static summaries and work area, the first time only.
+        fn buffers() -> Option<(&'static mut [f32], &'static mut [f32])> {
+            use core::sync::atomic::{AtomicBool, Ordering};
+            static mut SUMMARIES: [f32; SUMMARIES_LEN] = [0.0; SUMMARIES_LEN];
+            static mut WORK: [f32; WORK_LEN] = [0.0; WORK_LEN];
+            static TAKEN: AtomicBool = AtomicBool::new(false);
+            if TAKEN.swap(true, Ordering::AcqRel) {
+                return None;
+            }
+            // SAFETY: the flag lets this line run once, so these are the
+            // only references to the two statics, ever.
+            Some(unsafe {
+                (
+                    &mut *core::ptr::addr_of_mut!(SUMMARIES),
+                    &mut *core::ptr::addr_of_mut!(WORK),
                 )
             })
         }

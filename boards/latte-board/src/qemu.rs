@@ -174,6 +174,34 @@ pub fn main(syst: SYST, name: &str, model: &[u8], state: &mut [f32], scratch: &m
     }
 }
 
+/// The whole firmware of a QEMU classifier board: counts instructions,
+/// classifies the messages ([`crate::classify::run`]) and exits with status
+/// 0 on success, 1 on any error (logged).
+pub fn classify_main(
+    syst: SYST,
+    name: &str,
+    model: &[u8],
+    messages: &[crate::classify::Message],
+    summaries: &mut [f32],
+    work: &mut [f32],
+    chunk: usize,
+) -> ! {
+    crate::stack::paint();
+    let Some(mut counter) = InstructionCounter::new(syst) else {
+        exit(false)
+    };
+    match crate::classify::run(name, model, messages, summaries, work, chunk, &mut counter) {
+        Ok(()) => {
+            crate::stack::report();
+            exit(true)
+        }
+        Err(e) => {
+            defmt::error!("{}", defmt::Display2Format(&e));
+            exit(false)
+        }
+    }
+}
+
 /// The firmware of a board's `kernel-tests` binary: the on-device kernel
 /// suite ([`crate::selftest`]), exit status 0 when every case passed.
 pub fn kernel_tests() -> ! {
