@@ -116,12 +116,11 @@ fn parse_size(v: &str) -> Option<u64> {
     n.checked_mul(mult)
 }
 
-/// Configures the board's build (see the crate documentation).
-pub fn configure(board: Board) {
+/// The board's directory and `OUT_DIR`, with `memory.x` copied onto the
+/// linker path (cortex-m-rt's link.x includes it) and parsed.
+fn board_memory() -> (PathBuf, PathBuf, Vec<Region>) {
     let dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("run by cargo"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("run by cargo"));
-
-    // memory.x on the linker path (cortex-m-rt's link.x includes it).
     let memory_path = dir.join("memory.x");
     let memory = fs::read_to_string(&memory_path)
         .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", memory_path.display())));
@@ -129,15 +128,24 @@ pub fn configure(board: Board) {
     println!("cargo::rustc-link-search={}", out.display());
     println!("cargo::rerun-if-changed=memory.x");
     println!("cargo::rerun-if-changed=build.rs");
-    println!("cargo::rerun-if-env-changed=LATTE_MODEL");
     let regions = parse_memory(&memory).unwrap_or_else(|e| fail(&format!("memory.x: {e}")));
-    let region = |name: &str| {
-        regions
-            .iter()
-            .find(|r| r.name == name)
-            .cloned()
-            .unwrap_or_else(|| fail(&format!("memory.x has no region named {name}")))
-    };
+    (dir, out, regions)
+}
+
+/// The region called `name` of `regions` (the build stops if there is none).
+fn region(regions: &[Region], name: &str) -> Region {
+    regions
+        .iter()
+        .find(|r| r.name == name)
+        .cloned()
+        .unwrap_or_else(|| fail(&format!("memory.x has no region named {name}")))
+}
+
+/// Configures the board's build (see the crate documentation).
+pub fn configure(board: Board) {
+    let (dir, out, regions) = board_memory();
+    println!("cargo::rerun-if-env-changed=LATTE_MODEL");
+    let region = |name: &str| region(&regions, name);
 
     // The model: validated by latte-core exactly as the firmware will.
     let model_path = match env::var("LATTE_MODEL") {
@@ -246,23 +254,8 @@ pub struct ClassifierBoard<'a> {
 /// `WORK_LEN` (`f32` elements, sized for `CHUNK`), `CHUNK`, and
 /// `MESSAGES: [(&str, &[u8]); N]`.
 pub fn configure_classifier(board: ClassifierBoard) {
-    let dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("run by cargo"));
-    let out = PathBuf::from(env::var("OUT_DIR").expect("run by cargo"));
-    let memory_path = dir.join("memory.x");
-    let memory = fs::read_to_string(&memory_path)
-        .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", memory_path.display())));
-    fs::write(out.join("memory.x"), &memory).expect("OUT_DIR is writable");
-    println!("cargo::rustc-link-search={}", out.display());
-    println!("cargo::rerun-if-changed=memory.x");
-    println!("cargo::rerun-if-changed=build.rs");
-    let regions = parse_memory(&memory).unwrap_or_else(|e| fail(&format!("memory.x: {e}")));
-    let region = |name: &str| {
-        regions
-            .iter()
-            .find(|r| r.name == name)
-            .cloned()
-            .unwrap_or_else(|| fail(&format!("memory.x has no region named {name}")))
-    };
+    let (dir, out, regions) = board_memory();
+    let region = |name: &str| region(&regions, name);
     let model_path = dir
         .join(board.model)
         .canonicalize()
@@ -371,12 +364,7 @@ pub fn configure_classifier(board: ClassifierBoard) {
 /// `(summaries_len, work_len(chunk))` of a classifier file, validated by
 /// `latte-core`.
 pub fn classifier_sizes(bytes: &[u8], chunk: usize) -> Result<(usize, usize), latte_core::Error> {
-    let mut words = vec![0u32; bytes.len().div_ceil(4)];
-    for (w, c) in words.iter_mut().zip(bytes.chunks(4)) {
-        let mut b = [0u8; 4];
-        b[..c.len()].copy_from_slice(c);
-        *w = u32::from_le_bytes(b);
-    }
+    let words = aligned_words(bytes);
     let view: &[u8] = bytemuck::cast_slice(&words);
     let model = latte_core::Classifier::from_gguf(&view[..bytes.len()])?;
     if chunk == 0 || chunk > latte_core::classifier::MAX_CHUNK {
@@ -388,15 +376,21 @@ pub fn classifier_sizes(bytes: &[u8], chunk: usize) -> Result<(usize, usize), la
     Ok((model.summaries_len(), model.work_len(chunk)))
 }
 
-/// `(state_len, scratch_len)` of a model file, validated by `latte-core`.
-pub fn sizes(bytes: &[u8]) -> Result<(usize, usize), latte_core::Error> {
-    // The core reads in place and wants 4-byte alignment: copy into words.
+/// `bytes` copied into 4-byte words (the core reads in place and wants
+/// 4-byte alignment).
+fn aligned_words(bytes: &[u8]) -> Vec<u32> {
     let mut words = vec![0u32; bytes.len().div_ceil(4)];
     for (w, chunk) in words.iter_mut().zip(bytes.chunks(4)) {
         let mut b = [0u8; 4];
         b[..chunk.len()].copy_from_slice(chunk);
         *w = u32::from_le_bytes(b);
     }
+    words
+}
+
+/// `(state_len, scratch_len)` of a model file, validated by `latte-core`.
+pub fn sizes(bytes: &[u8]) -> Result<(usize, usize), latte_core::Error> {
+    let words = aligned_words(bytes);
     let view: &[u8] = bytemuck::cast_slice(&words);
     let model = latte_core::Model::from_gguf(&view[..bytes.len()])?;
     Ok((model.state_len(), model.scratch_len()))

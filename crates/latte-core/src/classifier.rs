@@ -38,7 +38,9 @@ use crate::block::{layer_norm_rows, task_input, Ctx};
 use crate::config::Position;
 use crate::error::{Error, TensorName};
 use crate::hash::Fnv64;
+use crate::load::{get_usize, meta};
 use crate::mlp::Mlp;
+use crate::model::{hash_matrix, hash_norm, hash_vector};
 use crate::ops;
 use crate::parallel::{Epilogue, Parallel, RowTask, Sequential};
 use crate::tensor::{q8_0_scratch_len, quantize_input, Matrix, Norm};
@@ -324,21 +326,6 @@ pub struct Classifier<'a> {
     fingerprint: u64,
 }
 
-/// Maps the reader's lookup errors to this crate's metadata errors.
-fn meta(e: latte_gguf::Error) -> Error {
-    match e {
-        latte_gguf::Error::MissingKey { key } => Error::MissingMetadata { key },
-        latte_gguf::Error::WrongType { key, .. }
-        | latte_gguf::Error::WrongArrayType { key, .. } => Error::MetadataType { key },
-        other => Error::Gguf(other),
-    }
-}
-
-fn get_usize(g: &Gguf<'_>, key: &'static str) -> Result<usize, Error> {
-    let v = g.get_u32(key).map_err(meta)?;
-    usize::try_from(v).map_err(|_| Error::SizeOverflow)
-}
-
 fn read_config(g: &Gguf<'_>) -> Result<ClassifierConfig, Error> {
     match g.get_str(key::ARCH) {
         Ok(ARCHITECTURE) => {}
@@ -542,36 +529,25 @@ impl<'a> Classifier<'a> {
             Position::Vapor => 1,
             Position::None => 2,
         });
-        let mat = |h: &mut Fnv64, m: &Matrix<'_>| {
-            h.usize(m.rows());
-            h.usize(m.cols());
-            m.data().hash_into(h);
-        };
-        let vec = |h: &mut Fnv64, v: &[f32]| {
-            h.usize(v.len());
-            h.f32s(v);
-        };
-        mat(&mut h, &self.token_embd);
+        hash_matrix(&mut h, &self.token_embd);
         for b in self.blocks.iter().take(c.n_layers) {
-            vec(&mut h, b.attn_norm.weight);
-            vec(&mut h, b.attn_norm.bias);
+            hash_norm(&mut h, &b.attn_norm);
             for m in b.mixer.matrices() {
-                mat(&mut h, m);
+                hash_matrix(&mut h, m);
             }
-            vec(&mut h, b.ffn_norm.weight);
-            vec(&mut h, b.ffn_norm.bias);
-            mat(&mut h, &b.mlp.up);
-            vec(&mut h, b.mlp.up_bias);
-            mat(&mut h, &b.mlp.down);
-            vec(&mut h, b.mlp.down_bias);
+            hash_norm(&mut h, &b.ffn_norm);
+            hash_matrix(&mut h, &b.mlp.up);
+            hash_vector(&mut h, b.mlp.up_bias);
+            hash_matrix(&mut h, &b.mlp.down);
+            hash_vector(&mut h, b.mlp.down_bias);
         }
-        mat(&mut h, &self.head);
-        vec(&mut h, self.head_bias);
+        hash_matrix(&mut h, &self.head);
+        hash_vector(&mut h, self.head_bias);
         if let Some((w, b)) = &self.stem {
             h.bytes(b"ngram-stem");
             h.usize(c.conv_width);
-            mat(&mut h, w);
-            vec(&mut h, b);
+            hash_matrix(&mut h, w);
+            hash_vector(&mut h, b);
         }
         h.finish()
     }

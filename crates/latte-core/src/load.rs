@@ -29,7 +29,7 @@ mod key {
 }
 
 /// Maps the reader's lookup errors to this crate's metadata errors.
-fn meta(e: latte_gguf::Error) -> Error {
+pub(crate) fn meta(e: latte_gguf::Error) -> Error {
     match e {
         latte_gguf::Error::MissingKey { key } => Error::MissingMetadata { key },
         latte_gguf::Error::WrongType { key, .. }
@@ -38,7 +38,7 @@ fn meta(e: latte_gguf::Error) -> Error {
     }
 }
 
-fn get_usize(g: &Gguf<'_>, key: &'static str) -> Result<usize, Error> {
+pub(crate) fn get_usize(g: &Gguf<'_>, key: &'static str) -> Result<usize, Error> {
     let v = g.get_u32(key).map_err(meta)?;
     usize::try_from(v).map_err(|_| Error::SizeOverflow)
 }

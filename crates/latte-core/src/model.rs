@@ -144,18 +144,18 @@ pub struct Model<'a> {
 /// `D <= 256`; 512 bytes of the struct).
 pub(crate) const SINUSOID_TABLE: usize = 128;
 
-fn hash_matrix(h: &mut Fnv64, m: &Matrix<'_>) {
+pub(crate) fn hash_matrix(h: &mut Fnv64, m: &Matrix<'_>) {
     h.usize(m.rows());
     h.usize(m.cols());
     m.data().hash_into(h);
 }
 
-fn hash_vector(h: &mut Fnv64, v: &[f32]) {
+pub(crate) fn hash_vector(h: &mut Fnv64, v: &[f32]) {
     h.usize(v.len());
     h.f32s(v);
 }
 
-fn hash_norm(h: &mut Fnv64, n: &Norm<'_>) {
+pub(crate) fn hash_norm(h: &mut Fnv64, n: &Norm<'_>) {
     hash_vector(h, n.weight);
     hash_vector(h, n.bias);
 }

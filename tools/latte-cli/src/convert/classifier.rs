@@ -9,7 +9,7 @@ use latte_gguf::{GgmlType, GgufWriter, MetaArray, MetaValue};
 use safetensors::SafeTensors;
 use serde::Deserialize;
 
-use super::quant::{Policy, TensorType};
+use super::quant::Policy;
 use super::scheme::{Hyper, Role};
 use super::{decode, write_atomically};
 use crate::ConvertArgs;
@@ -308,16 +308,12 @@ pub fn convert(
         w.add_tensor(e.gguf.clone(), &ne, gty, std::borrow::Cow::Owned(data))?;
     }
     write_atomically(&w, &args.output)?;
-    let mut counts: BTreeMap<TensorType, usize> = BTreeMap::new();
-    for &t in &types {
-        *counts.entry(t).or_default() += 1;
-    }
-    let counts: Vec<String> = counts.iter().map(|(t, n)| format!("{n} {t}")).collect();
+    let counts = super::type_counts(&types);
     eprintln!(
         "wrote {}: {} tensors ({}), bidirectional Latte classifier, D={} layers={} H={} L={} F={} classes={}, {} positions{}",
         args.output.display(),
         plan.len(),
-        counts.join(", "),
+        counts,
         c.d_model,
         c.n_layers,
         c.n_heads,

@@ -243,16 +243,12 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
 
     write_atomically(&w, &args.output)?;
     let hp = plan.hp;
-    let mut counts: BTreeMap<TensorType, usize> = BTreeMap::new();
-    for &t in &types {
-        *counts.entry(t).or_default() += 1;
-    }
-    let counts: Vec<String> = counts.iter().map(|(t, n)| format!("{n} {t}")).collect();
+    let counts = type_counts(&types);
     eprintln!(
         "wrote {}: {} tensors ({}), {} scheme, V={} D={} layers={} H={} L={} F={}, {}",
         args.output.display(),
         order.len(),
-        counts.join(", "),
+        counts,
         scheme,
         hp.vocab,
         hp.d_model,
@@ -271,6 +267,16 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
         }
     );
     Ok(())
+}
+
+/// `"13 f32, 14 q8_0"`: how many tensors of each type.
+fn type_counts(types: &[TensorType]) -> String {
+    let mut counts: BTreeMap<TensorType, usize> = BTreeMap::new();
+    for &t in types {
+        *counts.entry(t).or_default() += 1;
+    }
+    let counts: Vec<String> = counts.iter().map(|(t, n)| format!("{n} {t}")).collect();
+    counts.join(", ")
 }
 
 /// Comma-separated names, at most [`LISTED`] of them.
