@@ -367,6 +367,12 @@ pub enum Error {
         /// `latte-classifier.conv_width` in the file (0 when absent).
         conv_width: usize,
     },
+    /// A caller's stop callback ended the work
+    /// ([`crate::Session::prefill_until`]).
+    Cancelled {
+        /// Tokens fed before the stop.
+        fed: u64,
+    },
     /// There are no tokens to classify.
     EmptyInput,
     /// A [`crate::classifier::ByteSource`] could not be read; the source
@@ -609,6 +615,9 @@ impl fmt::Display for Error {
                 "latte-classifier.conv_width is {conv_width} but the stem.weight/stem.bias tensors are {}; convert the checkpoint again",
                 if conv_width == 0 { "present" } else { "missing" }
             ),
+            Error::Cancelled { fed } => {
+                write!(f, "cancelled by the caller after {fed} tokens")
+            }
             Error::EmptyInput => f.write_str("the input is empty: there is nothing to classify"),
             Error::InputRead => f.write_str("the input could not be read"),
             Error::InputChanged { first, now } => write!(

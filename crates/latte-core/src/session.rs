@@ -236,6 +236,51 @@ impl<'s, 'a> Session<'s, 'a> {
         self.prefill_with(tokens, chunk, scratch, &Sequential, None)
     }
 
+    /// [`Session::prefill`] that can be stopped: `stop()` is called before
+    /// each chunk, and when it returns `true` the feed ends there with
+    /// [`Error::Cancelled`] (the chunks before it fed, the session at a
+    /// token boundary: [`Session::position`] says how far it got). For
+    /// Ctrl-C handlers, UI cancel buttons and watchdogs; chunks of `chunk`
+    /// tokens bound the latency of a stop. The same bits as
+    /// [`Session::prefill`] otherwise.
+    ///
+    /// Errors: those of [`Session::prefill`] (all before anything is fed),
+    /// and [`Error::Cancelled`].
+    pub fn prefill_until(
+        &mut self,
+        tokens: &[u32],
+        chunk: usize,
+        scratch: &mut [f32],
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<&[f32], Error> {
+        if tokens.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        if chunk == 0 {
+            return Err(Error::ZeroSize {
+                key: "prefill chunk",
+            });
+        }
+        check_tokens(tokens, self.model.config.vocab_size)?;
+        let need = self.model.prefill_scratch_len(chunk.min(tokens.len()));
+        if scratch.len() < need {
+            return Err(Error::PrefillScratchTooSmall {
+                chunk: chunk.min(tokens.len()),
+                need,
+                got: scratch.len(),
+            });
+        }
+        for (i, piece) in tokens.chunks(chunk).enumerate() {
+            if stop() {
+                return Err(Error::Cancelled {
+                    fed: (i * chunk) as u64,
+                });
+            }
+            self.prefill(piece, chunk, scratch)?;
+        }
+        Ok(self.logits())
+    }
+
     /// [`Session::prefill`] with its matrix products run by `par` (see
     /// [`Session::step_with`]) and, when `all_logits` is given, the logits
     /// after *every* token written to it (`tokens.len() x V`, token-major;

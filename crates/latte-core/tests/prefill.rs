@@ -472,3 +472,60 @@ fn prefill_errors_change_nothing() {
     );
     assert_eq!(s.position(), pos);
 }
+
+/// `prefill_until`: the stop callback runs before each chunk; a stop leaves
+/// the chunks before it fed (the bits of feeding them), `Error::Cancelled`
+/// says how many; never stopping gives `prefill`'s bits.
+#[test]
+fn prefill_until_stops_between_chunks() {
+    let buf = file("latte-micro/latte-micro-q8_0.gguf");
+    let model = Model::from_gguf(as_bytes(&buf)).expect("model");
+    let toks = prompt(N);
+    let mut ps = vec![0f32; model.prefill_scratch_len(8)];
+    let (mut st, mut sc) = (
+        vec![0f32; model.state_len()],
+        vec![0f32; model.scratch_len()],
+    );
+    let mut reference = Session::new(&model, &mut st, &mut sc).expect("session");
+    reference.feed(&toks[..24]).expect("feed");
+    let want = bits(reference.logits());
+
+    let (mut st2, mut sc2) = (
+        vec![0f32; model.state_len()],
+        vec![0f32; model.scratch_len()],
+    );
+    let mut s = Session::new(&model, &mut st2, &mut sc2).expect("session");
+    let mut calls = 0;
+    let mut stop = || {
+        calls += 1;
+        calls > 3
+    };
+    let r = s.prefill_until(&toks, 8, &mut ps, &mut stop).map(|_| ());
+    assert_eq!(r, Err(Error::Cancelled { fed: 24 }));
+    assert_eq!(s.position(), 24);
+    assert_eq!(
+        bits(s.logits()),
+        want,
+        "three chunks of 8 fed, as feeding 24 tokens"
+    );
+    // Never stopping: prefill's bits.
+    s.reset();
+    s.prefill_until(&toks, 8, &mut ps, &mut || false)
+        .expect("whole");
+    let all = bits(s.logits());
+    s.reset();
+    s.prefill(&toks, 8, &mut ps).expect("prefill");
+    assert_eq!(bits(s.logits()), all);
+    // Bad arguments change nothing and never call the callback.
+    s.reset();
+    let mut called = false;
+    let bad = [1u32, 999];
+    assert!(matches!(
+        s.prefill_until(&bad, 8, &mut ps, &mut || {
+            called = true;
+            false
+        }),
+        Err(Error::TokenOutOfRange { .. })
+    ));
+    assert!(!called && s.position() == 0);
+}

@@ -163,7 +163,9 @@ fn core_err(e: Error) -> LatteStatus {
         | Error::InvalidTopP
         | Error::InvalidRepeatPenalty
         | Error::RepeatWindowTooLarge { .. }
-        | Error::ZeroSize { key: "chunk" } => LatteStatus::InvalidArgument,
+        | Error::ZeroSize {
+            key: "prefill chunk",
+        } => LatteStatus::InvalidArgument,
         Error::Misaligned { .. } => LatteStatus::Misaligned,
         _ => LatteStatus::InvalidModel,
     };
@@ -895,29 +897,16 @@ pub unsafe extern "C" fn latte_session_prefill(
                 slice_mut(prefill_scratch, prefill_scratch_len),
             )
         };
-        if toks.is_empty() {
-            return core_err(Error::EmptyPrompt);
+        // SAFETY: the caller's callback, called with the caller's pointer.
+        let mut stop = || unsafe { aborted(abort, user) };
+        match s.prefill_until(toks, chunk, ps, &mut stop) {
+            Ok(_) => LatteStatus::Ok,
+            Err(Error::Cancelled { fed }) => fail(
+                LatteStatus::Cancelled,
+                format_args!("cancelled by the abort callback after {fed} tokens"),
+            ),
+            Err(e) => core_err(e),
         }
-        let vocab = s.model().config().vocab_size;
-        if let Some(&t) = toks.iter().find(|&&t| t as usize >= vocab) {
-            return core_err(Error::TokenOutOfRange {
-                token: t,
-                vocab_size: vocab,
-            });
-        }
-        for part in toks.chunks(chunk) {
-            // SAFETY: the caller's callback.
-            if unsafe { aborted(abort, user) } {
-                return fail(
-                    LatteStatus::Cancelled,
-                    format_args!("cancelled by the abort callback"),
-                );
-            }
-            if let Err(e) = s.prefill(part, chunk.min(part.len()), ps) {
-                return core_err(e);
-            }
-        }
-        LatteStatus::Ok
     })
 }
 
