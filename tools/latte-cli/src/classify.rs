@@ -14,6 +14,9 @@ use crate::mapped::Mapped;
 use crate::threads::with_pool;
 use crate::{ClassifyArgs, ClassifyMode, EvalClassifierArgs};
 
+/// Most `f32` hidden states `--mode buffered` allocates (1 GiB).
+const MAX_BUFFERED_FLOATS: usize = 1 << 28;
+
 /// A file read from the start at every pass, never held in memory.
 struct FileSource {
     file: BufReader<File>,
@@ -109,6 +112,25 @@ impl<'m, 'a> Runner<'m, 'a> {
         })
     }
 
+    /// In buffered mode, refuses an input of `len` bytes whose hidden states
+    /// would pass [`MAX_BUFFERED_FLOATS`].
+    fn check_buffered(&self, len: u64, shown: &str) -> Result<()> {
+        if self.mode != ClassifyMode::Buffered {
+            return Ok(());
+        }
+        let bytes = len.min(self.max_tokens.unwrap_or(u64::MAX));
+        let floats = bytes.saturating_mul(self.model.config().d_model as u64);
+        ensure!(
+            floats <= MAX_BUFFERED_FLOATS as u64,
+            "{shown}: --mode buffered would keep {} MiB of hidden states for {bytes} bytes (4 D \
+             bytes per byte, at most {} MiB); use --mode stream, which needs no memory per byte, \
+             or a smaller --max-bytes",
+            floats * 4 >> 20,
+            MAX_BUFFERED_FLOATS * 4 >> 20
+        );
+        Ok(())
+    }
+
     /// Classifies a source (streaming) or its bytes (buffered).
     fn run(
         &mut self,
@@ -139,7 +161,8 @@ impl<'m, 'a> Runner<'m, 'a> {
                     bytes.extend_from_slice(&buf[..n]);
                 }
                 let need = self.model.hidden_len(bytes.len());
-                if need == usize::MAX {
+                if need == usize::MAX || need > MAX_BUFFERED_FLOATS {
+                    // `check_buffered` refuses such inputs before reading.
                     return Err(latte_core::Error::SizeOverflow);
                 }
                 self.hidden.resize(need, 0.0);
@@ -217,12 +240,15 @@ pub fn classify(args: &ClassifyArgs) -> Result<()> {
         let c = match (&args.file, &args.prompt) {
             (Some(path), None) => {
                 let mut src = open_source(path)?;
+                let len = src.file.get_ref().metadata().map(|m| m.len()).unwrap_or(0);
+                runner.check_buffered(len, &path.display().to_string())?;
                 let r = runner.run(&mut src, pool);
                 let io = src.error.take();
                 r.map_err(|e| explain(e, io, &path.display().to_string()))?
             }
             (None, Some(p)) => {
                 let text = prompt_text(p)?;
+                runner.check_buffered(text.len() as u64, "the text")?;
                 runner
                     .run(&mut SliceSource::new(&text), pool)
                     .map_err(|e| explain(e, None, "the text"))?
@@ -324,6 +350,8 @@ pub fn eval_classifier(args: &EvalClassifierArgs) -> Result<()> {
         let mut read = 0u64;
         for (i, (truth, path)) in list.iter().enumerate() {
             let mut src = open_source(path)?;
+            let len = src.file.get_ref().metadata().map(|m| m.len()).unwrap_or(0);
+            runner.check_buffered(len, &path.display().to_string())?;
             let r = runner.run(&mut src, pool);
             let io = src.error.take();
             let got = r.map_err(|e| explain(e, io, &path.display().to_string()))?;

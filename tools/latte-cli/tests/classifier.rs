@@ -501,6 +501,24 @@ fn cli_classify_and_eval() {
         &latte([os("run"), os("-m"), os(&model), os("-p"), os("x")]),
         &["classifier"],
     );
+    // Buffered mode refuses an input whose hidden states would pass 1 GiB
+    // (D = 32: 8.4 MB of input) before reading it; stream mode has no limit.
+    let big = dir.path("big.txt");
+    std::fs::write(&big, vec![b'a'; 9 << 20]).expect("write");
+    fails(
+        &latte([
+            os("classify"),
+            os("-m"),
+            os(&model),
+            os("-f"),
+            os(&big),
+            os("--mode"),
+            os("buffered"),
+            os("--max-bytes"),
+            os("0"),
+        ]),
+        &["--mode stream", "MiB"],
+    );
     std::fs::create_dir_all(data.join("delta")).expect("mkdir");
     fails(
         &latte([
