@@ -125,8 +125,8 @@ impl<'m, 'a> Runner<'m, 'a> {
             "{shown}: --mode buffered would keep {} MiB of hidden states for {bytes} bytes (4 D \
              bytes per byte, at most {} MiB); use --mode stream, which needs no memory per byte, \
              or a smaller --max-bytes",
-            floats * 4 >> 20,
-            MAX_BUFFERED_FLOATS * 4 >> 20
+            (floats * 4) >> 20,
+            (MAX_BUFFERED_FLOATS * 4) >> 20
         );
         Ok(())
     }
