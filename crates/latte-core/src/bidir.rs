@@ -72,35 +72,8 @@ impl<'a> BidLatteLayer<'a> {
         wv: Matrix<'a>,
         wo: Matrix<'a>,
     ) -> Result<Self, Error> {
-        for (v, key) in [
-            (n_heads, "n_heads"),
-            (n_latents, "n_latents"),
-            (d_model, "d_model"),
-        ] {
-            if v == 0 {
-                return Err(Error::ZeroSize { key });
-            }
-        }
-        if !d_model.is_multiple_of(n_heads) {
-            return Err(Error::HeadsDoNotDivideWidth { d_model, n_heads });
-        }
-        if !n_latents.is_multiple_of(n_heads) {
-            return Err(Error::HeadsDoNotDivideLatents { n_latents, n_heads });
-        }
-        for (m, rows, what) in [
-            (&wq, n_latents, "Wq (L x D)"),
-            (&wk, n_latents, "Wk (L x D)"),
-            (&wv, d_model, "Wv (D x D)"),
-            (&wo, d_model, "Wo (D x D)"),
-        ] {
-            if m.rows() != rows || m.cols() != d_model {
-                return Err(Error::BufferLength {
-                    what,
-                    need: rows.saturating_mul(d_model),
-                    got: m.rows().saturating_mul(m.cols()),
-                });
-            }
-        }
+        crate::latte::check_shapes(n_heads, n_latents, d_model, [&wq, &wk, &wv, &wo])?;
+        n_latents.checked_mul(d_model).ok_or(Error::SizeOverflow)?;
         Ok(BidLatteLayer {
             n_heads,
             n_latents,

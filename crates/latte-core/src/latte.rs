@@ -107,42 +107,7 @@ impl<'a> LatteLayer<'a> {
         wv: Matrix<'a>,
         wo: Matrix<'a>,
     ) -> Result<Self, Error> {
-        for (v, key) in [
-            (n_heads, "n_heads"),
-            (n_latents, "n_latents"),
-            (d_model, "d_model"),
-        ] {
-            if v == 0 {
-                return Err(Error::ZeroSize { key });
-            }
-        }
-        if !d_model.is_multiple_of(n_heads) {
-            return Err(Error::HeadsDoNotDivideWidth { d_model, n_heads });
-        }
-        if !n_latents.is_multiple_of(n_heads) {
-            return Err(Error::HeadsDoNotDivideLatents { n_latents, n_heads });
-        }
-        for (m, rows, what) in [
-            (&wq, n_latents, "Wq rows"),
-            (&wk, n_latents, "Wk rows"),
-            (&wv, d_model, "Wv rows"),
-            (&wo, d_model, "Wo rows"),
-        ] {
-            if m.rows() != rows {
-                return Err(Error::BufferLength {
-                    what,
-                    need: rows,
-                    got: m.rows(),
-                });
-            }
-            if m.cols() != d_model {
-                return Err(Error::BufferLength {
-                    what: "matrix cols",
-                    need: d_model,
-                    got: m.cols(),
-                });
-            }
-        }
+        check_shapes(n_heads, n_latents, d_model, [&wq, &wk, &wv, &wo])?;
         // The state and scratch sizes must be representable.
         n_latents.checked_mul(d_model).ok_or(Error::SizeOverflow)?;
         Ok(LatteLayer {
@@ -582,6 +547,54 @@ impl<'a> LatteLayer<'a> {
             *acc += w * sv;
         }
     }
+}
+
+/// The checks a Latte layer's sizes and weights pass, causal or
+/// bidirectional: sizes non-zero, `H` divides `D` and `L`, `Wq`/`Wk`
+/// `L x D`, `Wv`/`Wo` `D x D`.
+pub(crate) fn check_shapes(
+    n_heads: usize,
+    n_latents: usize,
+    d_model: usize,
+    [wq, wk, wv, wo]: [&Matrix<'_>; 4],
+) -> Result<(), Error> {
+    for (v, key) in [
+        (n_heads, "n_heads"),
+        (n_latents, "n_latents"),
+        (d_model, "d_model"),
+    ] {
+        if v == 0 {
+            return Err(Error::ZeroSize { key });
+        }
+    }
+    if !d_model.is_multiple_of(n_heads) {
+        return Err(Error::HeadsDoNotDivideWidth { d_model, n_heads });
+    }
+    if !n_latents.is_multiple_of(n_heads) {
+        return Err(Error::HeadsDoNotDivideLatents { n_latents, n_heads });
+    }
+    for (m, rows, what) in [
+        (wq, n_latents, "Wq rows"),
+        (wk, n_latents, "Wk rows"),
+        (wv, d_model, "Wv rows"),
+        (wo, d_model, "Wo rows"),
+    ] {
+        if m.rows() != rows {
+            return Err(Error::BufferLength {
+                what,
+                need: rows,
+                got: m.rows(),
+            });
+        }
+        if m.cols() != d_model {
+            return Err(Error::BufferLength {
+                what: "matrix cols",
+                need: d_model,
+                got: m.cols(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Fills the VAPOR rotation table: for frequency `θ_i` (radians per step,
