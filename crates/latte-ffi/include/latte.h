@@ -1,3 +1,14 @@
+/*
+ * latte.h: the C API of the Latte runtime (crates/latte-ffi).
+ *
+ * Link the host library (built with the `std` feature, the default) and
+ * define LATTE_STD before including this header to get the functions that
+ * load from a path and allocate (latte_model_load, latte_session_new, ...).
+ * The no_std library (--no-default-features, for firmware) has only the
+ * functions that work in caller memory. Every function returns a LatteStatus;
+ * latte_last_error() says what went wrong.
+ */
+
 #ifndef LATTE_H
 #define LATTE_H
 
