@@ -1,0 +1,158 @@
+"""Causal softmax attention for the trainer: full (the standard-attention baseline
+of [MACCHIATO]) or a sliding window of the last ``window`` tokens (the local term of
+Latte-Macchiato), in a parallel form for training and a recurrent form with a key /
+value cache for generation.
+
+Per head, with RoPE on queries and keys (base ``rope_base``; pair ``(2i, 2i+1)``
+of a head rotated by ``pos * base^(-2i/Dh)``) and the usual ``1/sqrt(Dh)`` scale:
+
+    y_t = sum_{s in S(t)} softmax_s(q_t . k_s / sqrt(Dh)) v_s,  out = Wo [y_0 | ... | y_{H-1}]
+
+with ``S(t) = {s <= t}`` (full) or ``{t - window < s <= t}`` (sliding window).
+
+Positions: RoPE, not VAPOR. Rotating queries and keys by their absolute positions
+makes their dot product depend on the distance ``t - s`` only, so a cache can keep
+each key rotated once, when it is written, and a ring buffer of the last ``window``
+keys and values is the whole state of the local term: constant memory whatever ``t``.
+VAPOR rotates the values of a running sum, which a window (a finite set of tokens,
+each weighed by its own softmax score) does not need.
+
+``reference`` is the O(T^2) loop definition the tests compare both forms with in
+float64. This is the first part of Latte-Macchiato (``Latte(x) + SWA(x)``, the v3/v4
+sum): the combination, the file format and the runtime are not written yet.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+
+def rope_angles(pos: torch.Tensor, d_head: int, base: float) -> torch.Tensor:
+    """Angles (len(pos), Dh/2) of positions ``pos`` for RoPE, in float64."""
+    i = torch.arange(0, d_head // 2, dtype=torch.float64)
+    return pos.to(torch.float64)[:, None] * base ** (-2.0 * i / d_head)[None, :]
+
+
+def rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotates pairs (2i, 2i+1) of the last axis of ``x`` (..., T, Dh) by ``angles`` (T, Dh/2)."""
+    c, s = torch.cos(angles).to(x.dtype), torch.sin(angles).to(x.dtype)
+    x0, x1 = x[..., 0::2], x[..., 1::2]
+    out = torch.empty_like(x)
+    out[..., 0::2] = x0 * c - x1 * s
+    out[..., 1::2] = x0 * s + x1 * c
+    return out
+
+
+class KVCache:
+    """The recurrent state of one layer: the last ``capacity`` keys (already
+    rotated) and values of each head, and the position of the next token.
+    ``capacity`` is the window (a ring buffer) or, for full attention, the most
+    tokens the caller allows."""
+
+    def __init__(self, batch: int, n_heads: int, d_head: int, capacity: int, dtype=torch.float32):
+        self.k = torch.zeros(batch, n_heads, capacity, d_head, dtype=dtype)
+        self.v = torch.zeros(batch, n_heads, capacity, d_head, dtype=dtype)
+        self.capacity = capacity
+        self.pos = 0
+
+
+class CausalAttention(nn.Module):
+    """Multi-head causal softmax attention, full (``window=0``) or over a sliding
+    window; ``wq``, ``wk``, ``wv``, ``wo`` all D x D without biases."""
+
+    def __init__(self, d_model: int, n_heads: int, window: int = 0, rope_base: float = 10000.0):
+        super().__init__()
+        if d_model % n_heads or (d_model // n_heads) % 2:
+            raise ValueError("d_model must be n_heads times an even head width")
+        if window < 0:
+            raise ValueError("window must be >= 0 (0: full attention)")
+        self.h, self.dh, self.window, self.base = n_heads, d_model // n_heads, window, rope_base
+        self.wq = nn.Linear(d_model, d_model, bias=False)
+        self.wk = nn.Linear(d_model, d_model, bias=False)
+        self.wv = nn.Linear(d_model, d_model, bias=False)
+        self.wo = nn.Linear(d_model, d_model, bias=False)
+
+    def _heads(self, y: torch.Tensor) -> torch.Tensor:
+        b, t, _ = y.shape
+        return y.view(b, t, self.h, self.dh).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Parallel form: x (B, T, D) at positions start.. -> (B, T, D)."""
+        b, t, d = x.shape
+        ang = rope_angles(torch.arange(start, start + t), self.dh, self.base)
+        q = rope(self._heads(self.wq(x)), ang)
+        k = rope(self._heads(self.wk(x)), ang)
+        v = self._heads(self.wv(x))
+        i = torch.arange(t)
+        keep = i[None, :] <= i[:, None]
+        if self.window:
+            keep &= i[None, :] > i[:, None] - self.window
+        y = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keep.to(x.device))
+        return self.wo(y.transpose(1, 2).reshape(b, t, d))
+
+    def new_cache(self, batch: int, max_tokens: int = 0, dtype=torch.float32) -> KVCache:
+        """A cache for ``step``: the window's size, or ``max_tokens`` for full attention."""
+        cap = self.window or max_tokens
+        if cap <= 0:
+            raise ValueError("full attention needs max_tokens > 0 for its cache")
+        return KVCache(batch, self.h, self.dh, cap, dtype)
+
+    def step(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Recurrent form: one token x (B, D) -> (B, D), continuing ``cache``."""
+        b, d = x.shape
+        t = cache.pos
+        if not self.window and t >= cache.capacity:
+            raise ValueError(f"the cache holds {cache.capacity} tokens; start a new one")
+        ang = rope_angles(torch.tensor([t]), self.dh, self.base)
+        q = rope(self.wq(x).view(b, self.h, 1, self.dh), ang)
+        k = rope(self.wk(x).view(b, self.h, 1, self.dh), ang)
+        v = self.wv(x).view(b, self.h, 1, self.dh)
+        slot = t % cache.capacity
+        cache.k[:, :, slot] = k[:, :, 0].to(cache.k.dtype)
+        cache.v[:, :, slot] = v[:, :, 0].to(cache.v.dtype)
+        cache.pos = t + 1
+        n = min(cache.pos, cache.capacity)
+        # The valid slots in chronological order (the ring wraps for windows).
+        order = [(slot - j) % cache.capacity for j in range(n)][::-1]
+        kk, vv = cache.k[:, :, order], cache.v[:, :, order]
+        scores = (q @ kk.transpose(-1, -2)) / math.sqrt(self.dh)
+        y = torch.softmax(scores, dim=-1) @ vv
+        return self.wo(y.reshape(b, d))
+
+
+def reference(att: CausalAttention, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+    """The definition, O(T^2) loops in float64: x (T, D) -> (T, D)."""
+    x = x.to(torch.float64)
+    t, d = x.shape
+    w = {n: getattr(att, n).weight.detach().to(torch.float64) for n in ("wq", "wk", "wv", "wo")}
+    out = torch.zeros(t, d, dtype=torch.float64)
+    for ti in range(t):
+        y = torch.zeros(d, dtype=torch.float64)
+        for h in range(att.h):
+            sl = slice(h * att.dh, (h + 1) * att.dh)
+
+            def rot(vec, pos):
+                r = vec.clone()
+                for i in range(att.dh // 2):
+                    a = (start + pos) * att.base ** (-2.0 * i / att.dh)
+                    c, s = math.cos(a), math.sin(a)
+                    r[2 * i] = vec[2 * i] * c - vec[2 * i + 1] * s
+                    r[2 * i + 1] = vec[2 * i] * s + vec[2 * i + 1] * c
+                return r
+
+            q = rot((w["wq"] @ x[ti])[sl], ti)
+            lo = 0 if not att.window else max(0, ti - att.window + 1)
+            scores, vals = [], []
+            for s in range(lo, ti + 1):
+                k = rot((w["wk"] @ x[s])[sl], s)
+                scores.append(float(q @ k) / math.sqrt(att.dh))
+                vals.append((w["wv"] @ x[s])[sl])
+            m = max(scores)
+            e = [math.exp(sc - m) for sc in scores]
+            z = sum(e)
+            y[sl] = sum(ei / z * vi for ei, vi in zip(e, vals))
+        out[ti] = w["wo"] @ y
+    return out
