@@ -18,8 +18,8 @@ VAPOR rotates the values of a running sum, which a window (a finite set of token
 each weighed by its own softmax score) does not need.
 
 ``reference`` is the O(T^2) loop definition the tests compare both forms with in
-float64. This is the first part of Latte-Macchiato (``Latte(x) + SWA(x)``, the v3/v4
-sum): the combination, the file format and the runtime are not written yet.
+float64. ``MacchiatoMix`` combines it with the Latte layer (see there). The file
+format, the runtime mixers and a trained model are not written yet.
 """
 from __future__ import annotations
 
@@ -78,6 +78,25 @@ class CausalAttention(nn.Module):
     def _heads(self, y: torch.Tensor) -> torch.Tensor:
         b, t, _ = y.shape
         return y.view(b, t, self.h, self.dh).transpose(1, 2)
+
+    def attend(self, x: torch.Tensor, start: int = 0):
+        """The heads' outputs before ``Wo`` (B, T, D) and each head's log
+        partition function ``logsumexp_s(q_t . k_s / sqrt(Dh))`` (B, H, T), with
+        the scores written out (O(T^2) memory: for training lengths)."""
+        b, t, d = x.shape
+        ang = rope_angles(torch.arange(start, start + t), self.dh, self.base)
+        q = rope(self._heads(self.wq(x)), ang)
+        k = rope(self._heads(self.wk(x)), ang)
+        v = self._heads(self.wv(x))
+        i = torch.arange(t, device=x.device)
+        keep = i[None, :] <= i[:, None]
+        if self.window:
+            keep &= i[None, :] > i[:, None] - self.window
+        scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.dh)
+        scores = scores.masked_fill(~keep, -math.inf)
+        lse = torch.logsumexp(scores, dim=-1)
+        y = torch.softmax(scores, dim=-1) @ v
+        return y.transpose(1, 2).reshape(b, t, d), lse
 
     def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
         """Parallel form: x (B, T, D) at positions start.. -> (B, T, D)."""
@@ -155,4 +174,105 @@ def reference(att: CausalAttention, x: torch.Tensor, start: int = 0) -> torch.Te
             z = sum(e)
             y[sl] = sum(ei / z * vi for ei, vi in zip(e, vals))
         out[ti] = w["wo"] @ y
+    return out
+
+
+class MacchiatoMix(nn.Module):
+    """Latte-Macchiato: the causal Latte layer (global) and sliding-window
+    attention (local), combined in one of two ways:
+
+    * ``"sum"`` (v3/v4): ``Latte(x) + SWA(x)``, each with its own ``Wo``.
+    * ``"joint"`` (v5, "full normalisation"): one softmax over the head's
+      latents and the window's tokens. With latent logits ``q_l`` (Latte's
+      query, before its softmax) and window scores ``a_s = q'_t . k'_s /
+      sqrt(Dh)``, the weights are ``exp(q_l) / Z`` and ``exp(a_s) / Z`` with
+      ``Z = sum_l exp(q_l) + sum_s exp(a_s)``, and the head's output is
+      ``(sum_l exp(q_l) M_l + sum_s exp(a_s) v'_s) / Z``, ``M_l`` the latent's
+      weighted mean value (Latte's ``S_l / n_l``). Since Latte's own output is
+      ``sum_l softmax(q)_l M_l`` and the window's ``sum_s softmax(a)_s v'_s``,
+      this is ``g y_latte + (1 - g) y_window`` with
+      ``g = sigmoid(logsumexp_l q_l - logsumexp_s a_s)`` per head and token: the
+      two terms weighed by their partition functions, then Latte's ``Wo``.
+      Nearby tokens are still seen by both terms; what changes is that the
+      weights sum to 1, the reviewers' objection to the sum.
+    """
+
+    def __init__(self, cfg, window: int, combine: str = "sum", rope_base: float = 10000.0):
+        super().__init__()
+        from .model import LatteMix
+
+        if combine not in ("sum", "joint"):
+            raise ValueError(f"unknown combine {combine!r}")
+        if window <= 0:
+            raise ValueError("Macchiato needs a window >= 1")
+        self.combine = combine
+        self.latte = LatteMix(cfg)
+        self.swa = CausalAttention(cfg.d_model, cfg.n_heads, window, rope_base)
+        if combine == "joint":
+            self.swa.wo = None  # the joint output goes through Latte's Wo
+
+    def forward(self, x: torch.Tensor, state=None, start: int = 0) -> torch.Tensor:
+        if self.combine == "sum":
+            return self.latte(x, state) + self.swa(x, start)
+        lt = self.latte
+        q, k, v = lt._heads(x, lt.wq), lt._heads(x, lt.wk), lt._heads(x, lt.wv)
+        y_latte = lt._mix(q, k, v, state)  # (B,T,D), before Wo
+        y_win, lse_win = self.swa.attend(x, start)
+        g = torch.sigmoid(torch.logsumexp(q, dim=-1) - lse_win)  # (B,H,T)
+        b, t, d = x.shape
+        g = g.transpose(1, 2)[..., None]  # (B,T,H,1)
+        y = g * y_latte.view(b, t, -1, self.swa.dh) + (1 - g) * y_win.view(b, t, -1, self.swa.dh)
+        return lt.wo(y.reshape(b, t, d))
+
+
+def macchiato_reference(mix: MacchiatoMix, x: torch.Tensor) -> torch.Tensor:
+    """``MacchiatoMix`` by its definition, in float64 loops: x (T, D) -> (T, D).
+    Latte's term is ``sum_l softmax(q)_l M_l`` with ``M_l`` summed over the whole
+    prefix directly (no running maximum), the window's from ``reference``'s
+    rules; ``"joint"`` builds the one distribution over latents and window."""
+    x = x.to(torch.float64)
+    t, d = x.shape
+    lt, sw = mix.latte, mix.swa
+    h, dh = sw.h, sw.dh
+    lh = lt.wq.weight.shape[0] // h
+    W = lambda m: m.weight.detach().to(torch.float64)  # noqa: E731
+    q, k, v = x @ W(lt.wq).T, x @ W(lt.wk).T, x @ W(lt.wv).T
+    out = torch.zeros(t, d, dtype=torch.float64)
+    for ti in range(t):
+        y = torch.zeros(d, dtype=torch.float64)
+        for hh in range(h):
+            ls, vs = slice(hh * lh, (hh + 1) * lh), slice(hh * dh, (hh + 1) * dh)
+            ql = q[ti, ls]
+            means = []
+            for li in range(lh):
+                w = torch.exp(k[: ti + 1, ls][:, li])
+                means.append((w[:, None] * v[: ti + 1, vs]).sum(0) / w.sum())
+            el = torch.exp(ql)
+            y_l = sum(el[i] * means[i] for i in range(lh))
+            # The window's scores and values (RoPE'd q/k), as in `reference`.
+            a, vals = [], []
+            lo = max(0, ti - sw.window + 1)
+
+            def rot(vec, pos):
+                r = vec.clone()
+                for i in range(dh // 2):
+                    ang = pos * sw.base ** (-2.0 * i / dh)
+                    c, s_ = math.cos(ang), math.sin(ang)
+                    r[2 * i] = vec[2 * i] * c - vec[2 * i + 1] * s_
+                    r[2 * i + 1] = vec[2 * i] * s_ + vec[2 * i + 1] * c
+                return r
+
+            qw = rot((W(sw.wq) @ x[ti])[vs], ti)
+            for s in range(lo, ti + 1):
+                a.append(float(qw @ rot((W(sw.wk) @ x[s])[vs], s)) / math.sqrt(dh))
+                vals.append((W(sw.wv) @ x[s])[vs])
+            ea = [math.exp(z) for z in a]
+            y_w = sum(e * vv for e, vv in zip(ea, vals))
+            if mix.combine == "joint":
+                y[vs] = (y_l + y_w) / (float(el.sum()) + sum(ea))
+            else:  # the window term goes through its own Wo, added below
+                y[vs] = y_l / float(el.sum())
+        out[ti] = W(lt.wo) @ y
+    if mix.combine == "sum":
+        out = out + reference(sw, x)
     return out

@@ -33,3 +33,23 @@ def test_rope_makes_scores_depend_on_distance_only():
     att = CausalAttention(16, 2, window=0).double()
     x = torch.randn(1, 6, 16, dtype=torch.float64)
     assert torch.allclose(att(x, start=0), att(x, start=12345), atol=1e-9)
+
+
+def test_macchiato_sum_and_joint_match_their_definitions():
+    from latte_train.attention import MacchiatoMix, macchiato_reference
+    from latte_train.model import LatteConfig
+
+    cfg = LatteConfig(d_model=16, n_heads=2, n_latents=6, n_layers=1, pos_encoding="none")
+    for combine in ("sum", "joint"):
+        torch.manual_seed(3)
+        mix = MacchiatoMix(cfg, window=3, combine=combine).double()
+        x = torch.randn(1, 9, 16, dtype=torch.float64)
+        want = macchiato_reference(mix, x[0])
+        got = mix(x)[0]
+        assert torch.allclose(got, want, atol=1e-10, rtol=0), (combine, (got - want).abs().max())
+    # The two combinations differ (the joint weights sum to 1).
+    torch.manual_seed(3)
+    a = MacchiatoMix(cfg, window=3, combine="sum").double()
+    torch.manual_seed(3)
+    b = MacchiatoMix(cfg, window=3, combine="joint").double()
+    assert not torch.allclose(a(x), b(x))
