@@ -30,7 +30,7 @@
 //!
 //! Model file: `general.architecture = "latte-classifier"` (FORMAT.md).
 
-use latte_gguf::{Gguf, TensorInfo, ValueType};
+use latte_gguf::{Gguf, ValueType};
 use latte_kernels::{Kernels, QK};
 
 use crate::bidir::BidLatteLayer;
@@ -38,7 +38,7 @@ use crate::block::{layer_norm_rows, task_input, Ctx};
 use crate::config::Position;
 use crate::error::{Error, TensorName};
 use crate::hash::Fnv64;
-use crate::load::{get_usize, meta};
+use crate::load::{find, get_usize, matrix, meta, norm, vector};
 use crate::mlp::Mlp;
 use crate::model::{hash_matrix, hash_norm, hash_vector};
 use crate::ops;
@@ -359,30 +359,6 @@ fn read_config(g: &Gguf<'_>) -> Result<ClassifierConfig, Error> {
     Ok(config)
 }
 
-fn find<'a>(g: &Gguf<'a>, name: TensorName) -> Result<TensorInfo<'a>, Error> {
-    crate::load::find(g, name)
-}
-
-fn matrix<'a>(
-    g: &Gguf<'a>,
-    name: TensorName,
-    rows: usize,
-    cols: usize,
-) -> Result<Matrix<'a>, Error> {
-    crate::load::matrix(g, name, rows, cols)
-}
-
-fn vector<'a>(g: &Gguf<'a>, name: TensorName, len: usize) -> Result<&'a [f32], Error> {
-    crate::load::vector(g, name, len)
-}
-
-fn norm<'a>(g: &Gguf<'a>, w: TensorName, b: TensorName, d: usize) -> Result<Norm<'a>, Error> {
-    Ok(Norm {
-        weight: vector(g, w, d)?,
-        bias: vector(g, b, d)?,
-    })
-}
-
 impl<'a> Classifier<'a> {
     /// Parses and validates a classifier model file and borrows its weights
     /// in place (`bytes` 4-byte aligned, as for [`crate::Model::from_gguf`]).
@@ -498,11 +474,7 @@ impl<'a> Classifier<'a> {
         }
         model.quant_blocks = widest;
         if config.position == Position::Sinusoidal {
-            let n = d.div_ceil(2).min(crate::model::SINUSOID_TABLE);
-            for (i, w) in model.sinusoid[..n].iter_mut().enumerate() {
-                *w = ops::sinusoidal_frequency(i, d);
-            }
-            model.sinusoid_len = n;
+            model.sinusoid_len = crate::model::fill_sinusoid(&mut model.sinusoid, d);
         }
         model.fingerprint = model.compute_fingerprint();
         Ok(model)

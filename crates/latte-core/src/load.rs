@@ -235,7 +235,7 @@ fn decay<'a>(
     Ok(Some(v))
 }
 
-fn norm<'a>(
+pub(crate) fn norm<'a>(
     g: &Gguf<'a>,
     weight: TensorName,
     bias: TensorName,

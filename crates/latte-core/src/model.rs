@@ -144,6 +144,16 @@ pub struct Model<'a> {
 /// `D <= 256`; 512 bytes of the struct).
 pub(crate) const SINUSOID_TABLE: usize = 128;
 
+/// Fills the first `min(ceil(D / 2), SINUSOID_TABLE)` entries of `table`
+/// with the position frequencies of width `d` and returns how many.
+pub(crate) fn fill_sinusoid(table: &mut [f32; SINUSOID_TABLE], d: usize) -> usize {
+    let n = d.div_ceil(2).min(SINUSOID_TABLE);
+    for (i, w) in table[..n].iter_mut().enumerate() {
+        *w = crate::ops::sinusoidal_frequency(i, d);
+    }
+    n
+}
+
 pub(crate) fn hash_matrix(h: &mut Fnv64, m: &Matrix<'_>) {
     h.usize(m.rows());
     h.usize(m.cols());
@@ -373,11 +383,7 @@ impl<'a> Model<'a> {
             .try_scratch_len_for(model.mix_tmp)
             .ok_or(Error::SizeOverflow)?;
         if config.position == Position::Sinusoidal {
-            let n = d.div_ceil(2).min(SINUSOID_TABLE);
-            for (i, w) in model.sinusoid[..n].iter_mut().enumerate() {
-                *w = crate::ops::sinusoidal_frequency(i, d);
-            }
-            model.sinusoid_len = n;
+            model.sinusoid_len = fill_sinusoid(&mut model.sinusoid, d);
         }
         let blocks = model.quantized_input_blocks();
         if blocks > 0 {

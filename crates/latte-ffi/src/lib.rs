@@ -239,31 +239,36 @@ unsafe fn place<T>(
     mem_len: usize,
     value: T,
     what: &str,
-) -> Result<*mut T, LatteStatus> {
+    out: *mut *mut T,
+) -> LatteStatus {
     if mem_len < size_of::<T>() {
-        return Err(fail(
+        return fail(
             LatteStatus::BufferTooSmall,
             format_args!(
                 "{what} memory has {mem_len} bytes, need {} ({what}_struct_size)",
                 size_of::<T>()
             ),
-        ));
+        );
     }
     if !(mem as usize).is_multiple_of(align_of::<T>()) {
-        return Err(fail(
+        return fail(
             LatteStatus::Misaligned,
             format_args!(
                 "{what} memory must be aligned to {} bytes ({what}_struct_align)",
                 align_of::<T>()
             ),
-        ));
+        );
     }
     let p = mem as *mut T;
     // SAFETY: checked above: `mem` is non-null (callers check), large and
     // aligned enough; the caller gives it to the library for the object's
     // life.
-    unsafe { p.write(value) };
-    Ok(p)
+    // `out` is non-null (callers check).
+    unsafe {
+        p.write(value);
+        *out = p;
+    }
+    LatteStatus::Ok
 }
 
 /// A slice from a C pointer and length (an empty slice for length 0, even
@@ -337,25 +342,18 @@ pub unsafe extern "C" fn latte_model_init(
             #[cfg(feature = "std")]
             _owned: None,
         };
-        // SAFETY: `mem` is non-null; `place` checks size and alignment.
-        match unsafe { place(mem, mem_len, value, "latte_model") } {
-            Ok(p) => {
-                // SAFETY: `out` is non-null.
-                unsafe { *out = p };
-                LatteStatus::Ok
-            }
-            Err(s) => s,
-        }
+        // SAFETY: `mem` and `out` are non-null; `place` checks size and alignment.
+        unsafe { place(mem, mem_len, value, "latte_model", out) }
     })
 }
 
 #[cfg(feature = "std")]
-fn model_from_words(
-    words: std::vec::Vec<u32>,
-    len: usize,
-    out: *mut *mut LatteModel,
-) -> LatteStatus {
+fn model_from_copy(src: &[u8], out: *mut *mut LatteModel) -> LatteStatus {
     use std::boxed::Box;
+    // A 4-byte-aligned copy: the core reads F32 tensors in place.
+    let len = src.len();
+    let mut words = std::vec![0u32; len.div_ceil(4)];
+    bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..len].copy_from_slice(src);
     let bytes: &[u8] = &bytemuck::cast_slice::<u32, u8>(&words)[..len];
     // SAFETY: the model borrows the heap buffer of `words`, which the
     // returned object owns and never changes; the model field is declared
@@ -396,9 +394,7 @@ pub unsafe extern "C" fn latte_model_load(
             Ok(b) => b,
             Err(e) => return fail(LatteStatus::Io, format_args!("cannot read {p}: {e}")),
         };
-        let mut words = std::vec![0u32; bytes.len().div_ceil(4)];
-        bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
-        match model_from_words(words, bytes.len(), out) {
+        match model_from_copy(&bytes, out) {
             LatteStatus::InvalidModel => {
                 let why = with_last(|m| {
                     std::string::String::from_utf8_lossy(&m.buf[..m.len]).into_owned()
@@ -424,9 +420,7 @@ pub unsafe extern "C" fn latte_model_from_bytes(
         non_null!(bytes, out);
         // SAFETY: the caller gives `len` readable bytes.
         let src = unsafe { slice(bytes, len) };
-        let mut words = std::vec![0u32; len.div_ceil(4)];
-        bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..len].copy_from_slice(src);
-        model_from_words(words, len, out)
+        model_from_copy(src, out)
     })
 }
 
@@ -587,15 +581,8 @@ pub unsafe extern "C" fn latte_sampler_init(
             Ok(s) => s,
             Err(e) => return core_err(e),
         };
-        // SAFETY: `mem` is non-null; `place` checks size and alignment.
-        match unsafe { place(mem, mem_len, LatteSampler { sampler }, "latte_sampler") } {
-            Ok(p) => {
-                // SAFETY: `out` is non-null.
-                unsafe { *out = p };
-                LatteStatus::Ok
-            }
-            Err(s) => s,
-        }
+        // SAFETY: `mem` and `out` are non-null; `place` checks size and alignment.
+        unsafe { place(mem, mem_len, LatteSampler { sampler }, "latte_sampler", out) }
     })
 }
 
@@ -709,15 +696,8 @@ pub unsafe extern "C" fn latte_session_init(
             #[cfg(feature = "std")]
             _owned: None,
         };
-        // SAFETY: `mem` is non-null; `place` checks size and alignment.
-        match unsafe { place(mem, mem_len, value, "latte_session") } {
-            Ok(p) => {
-                // SAFETY: `out` is non-null.
-                unsafe { *out = p };
-                LatteStatus::Ok
-            }
-            Err(s) => s,
-        }
+        // SAFETY: `mem` and `out` are non-null; `place` checks size and alignment.
+        unsafe { place(mem, mem_len, value, "latte_session", out) }
     })
 }
 
