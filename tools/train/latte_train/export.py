@@ -12,6 +12,8 @@ from .model import LatteConfig, LatteLM
 
 # Tensor name (after ``blocks.N.latte.``) of a gated layer's exported rates.
 DECAY_RATES = "decay"
+# Tensor name (after ``blocks.N.local.``) of a Macchiato window's distance slopes.
+WINDOW_SLOPES = "slope"
 
 
 def save_safetensors(model: LatteLM, path: Path, name: str = "latte") -> None:
@@ -23,6 +25,9 @@ def save_safetensors(model: LatteLM, path: Path, name: str = "latte") -> None:
         if lam is not None:
             rates = model.cfg.decay_max * torch.sigmoid(lam.detach().double())
             tensors[f"blocks.{i}.latte.{DECAY_RATES}"] = rates.float().cpu().contiguous()
+        if blk.local is not None:
+            slopes = torch.exp(blk.local.slope_log.detach().double())
+            tensors[f"blocks.{i}.local.{WINDOW_SLOPES}"] = slopes.float().cpu().contiguous()
     meta = {"format": "pt", "latte.config": model.cfg.to_json(), "latte.name": name}
     save_file(tensors, str(path), metadata=meta)
 
@@ -34,7 +39,8 @@ def load_safetensors(path: Path) -> Tuple[LatteLM, dict]:
         raise ValueError(f"{path}: no 'latte.config' in the safetensors metadata")
     cfg = LatteConfig.from_json(meta["latte.config"])
     model = LatteLM(cfg)
-    tensors = {k: v for k, v in load_file(str(path)).items() if not k.endswith(f".latte.{DECAY_RATES}")}
+    tensors = {k: v for k, v in load_file(str(path)).items()
+               if not k.endswith(f".latte.{DECAY_RATES}") and not k.endswith(f".local.{WINDOW_SLOPES}")}
     model.load_state_dict(tensors)
     model.eval()
     return model, meta

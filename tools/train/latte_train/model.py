@@ -55,6 +55,11 @@ class LatteConfig:
     # forgets at rate lambda_l = decay_max * sigmoid(decay_logit_l) per token.
     latent_decay: bool = False
     decay_max: float = 0.25
+    # Latte-Macchiato (``attention.py``, ``Block``): each block also attends to
+    # the last ``window`` tokens (0: plain Latte), the two terms combined by
+    # ``combine``: "sum" (v3/v4) or "joint" (v5's one normalisation).
+    window: int = 0
+    combine: str = "sum"
 
     def __post_init__(self) -> None:
         if self.d_ff == 0:
@@ -65,6 +70,12 @@ class LatteConfig:
             raise ValueError(f"unknown pos_encoding {self.pos_encoding!r}")
         if self.pos_encoding == "vapor" and (self.d_model // self.n_heads) % 2:
             raise ValueError("VAPOR needs an even head width d_model / n_heads")
+        if self.window < 0:
+            raise ValueError("window must be >= 0 (0: no local attention)")
+        if self.combine not in ("sum", "joint"):
+            raise ValueError(f"unknown combine {self.combine!r}")
+        if self.window and (self.d_model // self.n_heads) % 2:
+            raise ValueError("a window needs an even head width d_model / n_heads")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -117,6 +128,8 @@ class LatteState:
         self.S = torch.zeros(batch, h, lh, dh, dtype=dtype, device=device)
         self.n = torch.zeros(batch, h, lh, dtype=dtype, device=device)
         self.m = torch.full((batch, h, lh), -math.inf, dtype=dtype, device=device)
+        # A Macchiato layer's ring of the window's keys and values (``KVCache``).
+        self.window = None
 
     def normalised(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(log A, S/n)``: the log normaliser and the weighted mean value per latent."""
@@ -290,6 +303,12 @@ class LatteMix(nn.Module):
 
     def step(self, x: torch.Tensor, st: LatteState) -> torch.Tensor:
         """Recurrent form for one token x: (B, D); updates ``st`` in place."""
+        y, _ = self.step_heads(x, st)
+        return self.wo(y.to(x.dtype))
+
+    def step_heads(self, x: torch.Tensor, st: LatteState):
+        """The recurrence for one token x (B, D): the heads' outputs before
+        ``Wo`` (B, D, in the state's dtype) and the query logits (B, H, Lh)."""
         b, d = x.shape
         h = self.cfg.n_heads
         dt = st.S.dtype
@@ -311,7 +330,7 @@ class LatteMix(nn.Module):
         st.n = st.n * r + a
         st.m = m_new
         y = ((p / st.n)[..., None] * st.S).sum(dim=2)  # (B,H,Dh)
-        return self.wo(y.reshape(b, d).to(x.dtype))
+        return y.reshape(b, d), q
 
 
 class Mlp(nn.Module):
@@ -325,19 +344,82 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
+    """A pre-LayerNorm block. Its mixer is causal Latte or, with
+    ``cfg.window``, Latte-Macchiato: Latte plus causal softmax attention over
+    the last ``window`` tokens (``attention.CausalAttention`` with the distance
+    bias, its own ``Wq``, ``Wk``, ``Wv``), both through Latte's ``Wo``:
+
+    * ``"sum"`` (v3/v4): ``Wo (y_latte + y_window)``;
+    * ``"joint"`` (v5, "full normalisation"): one distribution over the head's
+      latents and the window's tokens. With latent logits ``q_l`` (Latte's
+      query before its softmax) and window scores ``a_s``, the weights are
+      ``exp(q_l) / Z`` and ``exp(a_s) / Z`` with
+      ``Z = sum_l exp(q_l) + sum_s exp(a_s)``, and the head's output is
+      ``(sum_l exp(q_l) M_l + sum_s exp(a_s) v_s) / Z``, ``M_l`` the latent's
+      weighted mean value (Latte's ``S_l / n_l``). Latte's own output is
+      ``sum_l softmax(q)_l M_l`` and the window's ``sum_s softmax(a)_s v_s``,
+      so this is ``g y_latte + (1 - g) y_window`` with
+      ``g = sigmoid(logsumexp_l q_l - logsumexp_s a_s)`` per head and token:
+      the two terms weighed by their partition functions. Nearby tokens are
+      still seen by both terms; what changes is that the weights sum to 1,
+      the reviewers' objection to the sum.
+
+    The output projection is shared (one ``Wo``), so the two combinations have
+    the same parameters and differ only in the rule.
+    """
+
     def __init__(self, cfg: LatteConfig):
         super().__init__()
+        self.cfg = cfg
         self.ln1 = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         self.latte = LatteMix(cfg)
+        if cfg.window:
+            from .attention import CausalAttention
+
+            self.local = CausalAttention(cfg.d_model, cfg.n_heads, cfg.window, pos="bias", out=False)
+        else:
+            self.local = None
         self.ln2 = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         self.mlp = Mlp(cfg)
 
+    def _combine(self, y_latte, q, y_win, lse_win):
+        """``y_latte``, ``y_win`` (..., D), ``q`` (..., H, Lh), ``lse_win``
+        (..., H) -> the heads' combined outputs (..., D), before ``Wo``."""
+        if self.cfg.combine == "sum":
+            return y_latte + y_win.to(y_latte.dtype)
+        h = self.cfg.n_heads
+        g = torch.sigmoid(torch.logsumexp(q, dim=-1) - lse_win.to(q.dtype))[..., None]
+        shape = y_latte.shape
+        yl = y_latte.reshape(*shape[:-1], h, -1)
+        yw = y_win.to(yl.dtype).reshape(*shape[:-1], h, -1)
+        return (g * yl + (1 - g) * yw).reshape(shape)
+
+    def mix(self, x: torch.Tensor, state: Optional[LatteState] = None) -> torch.Tensor:
+        """The sequence mixer of normalised inputs x (B, T, D) -> (B, T, D)."""
+        if self.local is None:
+            return self.latte(x, state)
+        if state is not None:
+            raise ValueError("a Macchiato model trains on fresh windows: no carried state "
+                             "(leave --stream-windows at 0)")
+        lt = self.latte
+        q, k, v = lt._heads(x, lt.wq), lt._heads(x, lt.wk), lt._heads(x, lt.wv)
+        y_latte = lt._mix(q, k, v, None)  # (B,T,D), before Wo
+        y_win, lse = self.local.attend(x)  # (B,T,D), (B,H,T)
+        y = self._combine(y_latte, q.transpose(1, 2), y_win, lse.transpose(1, 2))
+        return lt.wo(y)
+
     def forward(self, h: torch.Tensor, state: Optional[LatteState] = None) -> torch.Tensor:
-        h = h + self.latte(self.ln1(h), state)
+        h = h + self.mix(self.ln1(h), state)
         return h + self.mlp(self.ln2(h))
 
     def step(self, h: torch.Tensor, st: LatteState) -> torch.Tensor:
-        h = h + self.latte.step(self.ln1(h), st)
+        x = self.ln1(h)
+        if self.local is None:
+            h = h + self.latte.step(x, st)
+        else:
+            y_latte, q = self.latte.step_heads(x, st)
+            y_win, lse = self.local.step_attend(x.to(st.S.dtype), st.window)
+            h = h + self.latte.wo(self._combine(y_latte, q, y_win, lse).to(h.dtype))
         return h + self.mlp(self.ln2(h))
 
 
@@ -384,7 +466,13 @@ class LatteLM(nn.Module):
         return self.head(self.ln_f(h))
 
     def new_state(self, batch: int = 1, dtype=torch.float32) -> List[LatteState]:
-        return [LatteState(batch, self.cfg, dtype, self.head.weight.device) for _ in self.blocks]
+        states = []
+        for blk in self.blocks:
+            st = LatteState(batch, self.cfg, dtype, self.head.weight.device)
+            if blk.local is not None:
+                st.window = blk.local.new_cache(batch, dtype=dtype)
+            states.append(st)
+        return states
 
     def step(self, tokens: torch.Tensor, pos: int, states: List[LatteState]) -> torch.Tensor:
         """One token per sequence, tokens (B,), at position ``pos`` -> logits (B, V)."""

@@ -155,6 +155,10 @@ def main() -> None:
                          "(truncated backpropagation through time; a lane restarts at a document "
                          "boundary or after N windows). 0 = every window starts fresh")
     ap.add_argument("--vapor-base", type=float, default=10000.0)
+    ap.add_argument("--window", type=int, default=0,
+                    help="Latte-Macchiato: also attend to the last WINDOW tokens (0: plain Latte)")
+    ap.add_argument("--combine", choices=["sum", "joint"], default="sum",
+                    help="how a Macchiato block combines the window with Latte")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=2400, help="number of steps (an upper bound with --minutes)")
     ap.add_argument("--minutes", type=float, default=0.0,
@@ -198,7 +202,7 @@ def main() -> None:
     cfg = LatteConfig(d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,
                       n_latents=args.latents, max_seq_len=args.seq, pos_encoding=args.pos,
                       vapor_base=args.vapor_base, latent_decay=args.gate == "decay",
-                      decay_max=args.decay_max)
+                      decay_max=args.decay_max, window=args.window, combine=args.combine)
     dev = torch.device(args.device)
     val_dev = val.to(dev)
     raw = LatteLM(cfg)
@@ -207,12 +211,24 @@ def main() -> None:
             start, _ = load_safetensors(args.init)
         except (OSError, ValueError) as e:
             raise SystemExit(f"error: --init {args.init}: {e}")
-        if start.cfg != cfg:
+        # A plain Latte model may start a Macchiato one: its Latte weights are
+        # taken, the window starts fresh with Wv = 0 (so the window adds nothing
+        # at first under "sum").
+        grow = start.cfg.window == 0 and cfg.window > 0
+        same = {k: v for k, v in asdict(start.cfg).items()
+                if not (grow and k in ("window", "combine"))}
+        if any(getattr(cfg, k) != v for k, v in same.items()):
             diff = ", ".join(f"{k} {v!r} in the file, {getattr(cfg, k)!r} here"
-                             for k, v in asdict(start.cfg).items() if getattr(cfg, k) != v)
+                             for k, v in same.items() if getattr(cfg, k) != v)
             raise SystemExit(f"error: --init {args.init} has another configuration ({diff}); "
                              f"pass the same shape, --seq, --pos and --gate flags")
-        raw.load_state_dict(start.state_dict())
+        missing, unexpected = raw.load_state_dict(start.state_dict(), strict=not grow)
+        if unexpected or any(".local." not in k for k in missing):
+            raise SystemExit(f"error: --init {args.init}: tensors do not match ({missing}, {unexpected})")
+        if grow:
+            with torch.no_grad():
+                for blk in raw.blocks:
+                    blk.local.wv.weight.zero_()
     raw = raw.to(dev)
     # Data parallel: every process trains on its own batches, gradients are
     # averaged, so the copies stay equal (the effective batch is world * --batch).

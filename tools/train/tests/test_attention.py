@@ -1,11 +1,16 @@
+import math
+
 import torch
 
 from latte_train.attention import CausalAttention, reference
 
 
-def _check(window: int, start: int = 0) -> None:
+def _check(window: int, start: int = 0, pos: str = "rope") -> None:
     torch.manual_seed(7 + window)
-    att = CausalAttention(16, 2, window=window).double()
+    att = CausalAttention(16, 2, window=window, pos=pos).double()
+    if pos == "bias":
+        with torch.no_grad():  # slopes that matter at these sizes
+            att.slope_log.copy_(torch.log(torch.tensor([0.3, 0.05], dtype=torch.float64)))
     x = torch.randn(1, 11, 16, dtype=torch.float64)
     want = reference(att, x[0], start)
     got = att(x, start=start)[0]
@@ -35,21 +40,100 @@ def test_rope_makes_scores_depend_on_distance_only():
     assert torch.allclose(att(x, start=0), att(x, start=12345), atol=1e-9)
 
 
-def test_macchiato_sum_and_joint_match_their_definitions():
-    from latte_train.attention import MacchiatoMix, macchiato_reference
-    from latte_train.model import LatteConfig
+def test_distance_bias_parallel_and_ring_buffer_match_the_definition():
+    _check(0, pos="bias")
+    _check(4, pos="bias")
+    # The bias depends on the distance only: the start position is irrelevant.
+    torch.manual_seed(2)
+    att = CausalAttention(16, 2, window=3, pos="bias").double()
+    x = torch.randn(1, 7, 16, dtype=torch.float64)
+    assert torch.equal(att(x, start=0), att(x, start=10**7))
 
-    cfg = LatteConfig(d_model=16, n_heads=2, n_latents=6, n_layers=1, pos_encoding="none")
+
+def test_distance_bias_penalises_far_tokens():
+    # Identical keys and values except the value: the nearer token must win.
+    att = CausalAttention(4, 1, window=0, pos="bias", out=False).double()
+    with torch.no_grad():
+        att.wq.weight.zero_()
+        att.wk.weight.zero_()
+        att.wv.weight.copy_(torch.eye(4, dtype=torch.float64))
+        att.slope_log.fill_(0.0)  # slope 1 per token
+    x = torch.tensor([[[1.0, 0, 0, 0], [0, 1.0, 0, 0]]], dtype=torch.float64)
+    y = att(x)[0, 1].detach()
+    w_near = 1 / (1 + math.exp(-1))
+    assert abs(float(y[1]) - w_near) < 1e-12 and abs(float(y[0]) - (1 - w_near)) < 1e-12
+
+
+def _macchiato_definition(blk, x):
+    """A Macchiato block's mixer (before the residual), float64 loops: Latte's
+    term with the decay weights summed over the whole prefix directly (no
+    running maximum), the window's from ``reference_heads``, combined by the
+    rule's definition (for "joint": one normaliser over latents and window)."""
+    from latte_train.attention import reference_heads
+
+    x = x.to(torch.float64)
+    t, d = x.shape
+    lt, cfg = blk.latte, blk.cfg
+    h, dh, lh = cfg.n_heads, d // cfg.n_heads, cfg.n_latents // cfg.n_heads
+    W = lambda m: m.weight.detach().to(torch.float64)  # noqa: E731
+    q, k, v = x @ W(lt.wq).T, x @ W(lt.wk).T, x @ W(lt.wv).T
+    lam = lt.decay().detach().double().reshape(-1) if lt.decay_logit is not None else None
+    win = reference_heads(blk.local, x)
+    out = torch.zeros(t, d, dtype=torch.float64)
+    for ti in range(t):
+        y = torch.zeros(d, dtype=torch.float64)
+        for hh in range(h):
+            vs = slice(hh * dh, (hh + 1) * dh)
+            el, means = [], []
+            for li in range(hh * lh, (hh + 1) * lh):
+                w = torch.tensor([math.exp(float(k[s, li]) - (float(lam[li]) * (ti - s) if lam is not None else 0.0))
+                                  for s in range(ti + 1)], dtype=torch.float64)
+                means.append((w[:, None] * v[: ti + 1, vs]).sum(0) / w.sum())
+                el.append(math.exp(float(q[ti, li])))
+            scores, vals = win[ti][hh]
+            ea = [math.exp(a) for a in scores]
+            y_l = sum(e * m for e, m in zip(el, means))
+            y_w = sum(e * vv for e, vv in zip(ea, vals))
+            if cfg.combine == "joint":
+                y[vs] = (y_l + y_w) / (sum(el) + sum(ea))
+            else:
+                y[vs] = y_l / sum(el) + y_w / sum(ea)
+        out[ti] = W(lt.wo) @ y
+    return out
+
+
+def test_macchiato_block_parallel_and_recurrent_match_the_definition():
+    from latte_train.model import LatteConfig, LatteLM
+
     for combine in ("sum", "joint"):
+        cfg = LatteConfig(d_model=16, n_heads=2, n_latents=6, n_layers=1, pos_encoding="none",
+                          latent_decay=True, window=3, combine=combine)
         torch.manual_seed(3)
-        mix = MacchiatoMix(cfg, window=3, combine=combine).double()
+        model = LatteLM(cfg).double()
+        blk = model.blocks[0]
         x = torch.randn(1, 9, 16, dtype=torch.float64)
-        want = macchiato_reference(mix, x[0])
-        got = mix(x)[0]
+        want = _macchiato_definition(blk, x[0])
+        got = blk.mix(x)[0]
         assert torch.allclose(got, want, atol=1e-10, rtol=0), (combine, (got - want).abs().max())
-    # The two combinations differ (the joint weights sum to 1).
-    torch.manual_seed(3)
-    a = MacchiatoMix(cfg, window=3, combine="sum").double()
-    torch.manual_seed(3)
-    b = MacchiatoMix(cfg, window=3, combine="joint").double()
-    assert not torch.allclose(a(x), b(x))
+        # The whole model, recurrent (ring buffer) against parallel.
+        toks = torch.randint(0, 256, (1, 12))
+        par = model(toks)[0]
+        st = model.new_state(1, torch.float64)
+        rec = torch.stack([model.step(toks[:, i], i, st)[0] for i in range(12)])
+        assert torch.allclose(par, rec, atol=1e-9, rtol=0), (combine, (par - rec).abs().max())
+        assert st[0].window.k.shape[2] == 3
+
+
+def test_the_two_combinations_differ_and_share_parameters():
+    from latte_train.model import LatteConfig, LatteLM
+
+    outs, names = [], []
+    for combine in ("sum", "joint"):
+        cfg = LatteConfig(d_model=16, n_heads=2, n_latents=6, n_layers=1, pos_encoding="none",
+                          window=3, combine=combine)
+        torch.manual_seed(3)
+        m = LatteLM(cfg).double()
+        outs.append(m(torch.arange(8)[None]))
+        names.append(sorted(n for n, _ in m.named_parameters()))
+    assert names[0] == names[1]
+    assert not torch.allclose(outs[0], outs[1])
