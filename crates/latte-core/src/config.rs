@@ -1,7 +1,55 @@
 //! Model hyper-parameters and the buffer sizes they imply.
 
 use crate::error::Error;
+use crate::window::{Combine, MAX_WINDOW};
 use crate::MAX_LAYERS;
+
+/// The sequence mixer of every block (`latte.mixer`, FORMAT.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mixing {
+    /// Causal Latte (the paper's model; the default).
+    Latte,
+    /// Latte-Macchiato: Latte plus softmax attention over the last `window`
+    /// tokens (`latte.window`), combined by `combine`
+    /// (`latte.window_combine`). See [`crate::window`].
+    Macchiato {
+        /// W, the ring's entries.
+        window: usize,
+        /// Sum or joint normalisation.
+        combine: Combine,
+    },
+    /// Causal softmax attention alone (the baseline), over a ring of
+    /// `window` tokens. `full`: standard attention (`latte.window = 0` in
+    /// the file), whose ring is a KV cache of `window` tokens (by default
+    /// the training length; [`crate::Model::with_attention_capacity`]) and
+    /// which refuses tokens past it ([`Error::ContextFull`]); otherwise
+    /// sliding-window attention.
+    Attention {
+        /// Ring entries: the window or the KV cache's capacity.
+        window: usize,
+        /// Full attention (a capacity) rather than a sliding window.
+        full: bool,
+    },
+}
+
+impl Mixing {
+    /// The ring's entries (0 for Latte).
+    pub fn window(&self) -> usize {
+        match *self {
+            Mixing::Latte => 0,
+            Mixing::Macchiato { window, .. } | Mixing::Attention { window, .. } => window,
+        }
+    }
+
+    /// `latte.mixer`'s value.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mixing::Latte => "latte",
+            Mixing::Macchiato { .. } => "macchiato",
+            Mixing::Attention { .. } => "attention",
+        }
+    }
+}
 
 /// How token positions enter the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +92,8 @@ pub struct Config {
     /// [`crate::latte`] and FORMAT.md). `false` for the official
     /// architecture.
     pub latent_decay: bool,
+    /// `latte.mixer` and its keys: [`Mixing::Latte`] for the paper's model.
+    pub mixing: Mixing,
 }
 
 impl Config {
@@ -90,6 +140,18 @@ impl Config {
                 d_head: self.d_head(),
             });
         }
+        let window = self.mixing.window();
+        if self.mixing != Mixing::Latte {
+            if window == 0 {
+                return Err(Error::ZeroSize { key: "latte.window" });
+            }
+            if window > MAX_WINDOW {
+                return Err(Error::WindowTooLarge {
+                    window,
+                    max: MAX_WINDOW,
+                });
+            }
+        }
         self.try_state_len().ok_or(Error::SizeOverflow)?;
         self.try_scratch_len().ok_or(Error::SizeOverflow)?;
         // Every weight matrix must also be addressable.
@@ -115,7 +177,8 @@ impl Config {
     }
 
     /// `f32` elements of one layer's state: `S` (`L * Dh`), then `n` (`L`),
-    /// then `m` (`L`).
+    /// then `m` (`L`); for a mixer with a window, then its ring
+    /// (`2 W D + 2`; an attention layer has only the ring).
     pub fn layer_state_len(&self) -> usize {
         self.try_layer_state_len().unwrap_or(usize::MAX)
     }
@@ -141,9 +204,22 @@ impl Config {
     }
 
     fn try_layer_state_len(&self) -> Option<usize> {
-        self.n_latents
+        let latte = self
+            .n_latents
             .checked_mul(self.d_head())?
-            .checked_add(self.n_latents.checked_mul(2)?)
+            .checked_add(self.n_latents.checked_mul(2)?)?;
+        let ring = || {
+            self.mixing
+                .window()
+                .checked_mul(self.d_model)?
+                .checked_mul(2)?
+                .checked_add(2)
+        };
+        match self.mixing {
+            Mixing::Latte => Some(latte),
+            Mixing::Macchiato { .. } => latte.checked_add(ring()?),
+            Mixing::Attention { .. } => ring(),
+        }
     }
 
     fn try_state_len(&self) -> Option<usize> {
@@ -159,7 +235,16 @@ impl Config {
             .n_latents
             .checked_mul(2)?
             .checked_add(self.d_model.checked_mul(2)?)?;
-        self.try_scratch_len_for(latte)
+        let tmp = match self.mixing {
+            Mixing::Latte => latte,
+            // Latte's, the window's q, k, v and output, two log partition
+            // functions per head (`window::Macchiato::tmp_per_token`).
+            Mixing::Macchiato { .. } => latte
+                .checked_add(self.d_model.checked_mul(4)?)?
+                .checked_add(self.n_heads.checked_mul(2)?)?,
+            Mixing::Attention { .. } => self.d_model.checked_mul(4)?.checked_add(self.n_heads)?,
+        };
+        self.try_scratch_len_for(tmp)
     }
 
     /// The scratch length when the widest mixer needs `mixer_tmp` elements
@@ -192,6 +277,7 @@ mod tests {
             ln_eps: 1e-6,
             position: Position::Sinusoidal,
             latent_decay: false,
+            mixing: Mixing::Latte,
         }
     }
 

@@ -115,6 +115,42 @@ pub enum Error {
         /// The layer.
         layer: u32,
     },
+    /// `latte.mixer` names no mixer this runtime knows (`latte`,
+    /// `macchiato`, `attention`).
+    UnknownMixer,
+    /// `latte.window_combine` is neither `sum` nor `joint`.
+    UnknownCombine,
+    /// A window (or attention capacity) past [`crate::window::MAX_WINDOW`].
+    WindowTooLarge {
+        /// The window asked for.
+        window: usize,
+        /// The most supported.
+        max: usize,
+    },
+    /// A window's distance slope (`blk.N.win_slope`) is NaN, infinite or
+    /// below zero.
+    WindowSlope {
+        /// The layer, when known.
+        layer: Option<u32>,
+        /// The head.
+        head: usize,
+    },
+    /// Through [`crate::Model::from_parts`]: layer `layer`'s `window`
+    /// weights are `None` although the config's mixer has a window, or
+    /// `Some` although it has none.
+    WindowWeights {
+        /// The layer.
+        layer: u32,
+        /// Whether the config wants them.
+        expected: bool,
+    },
+    /// An attention model's KV cache is full: it holds `capacity` tokens
+    /// and full attention cannot forget. Reset the session, or load the
+    /// model with a larger capacity.
+    ContextFull {
+        /// Tokens the cache holds.
+        capacity: u64,
+    },
     /// `blk.N.attn_decay` is not F32.
     DecayNotF32 {
         /// The layer.
@@ -453,6 +489,36 @@ impl fmt::Display for Error {
             Error::DecayUnexpected { layer } => write!(
                 f,
                 "tensor blk.{layer}.attn_decay (decay rates) is present but latte.latent_decay is absent or false; set latte.latent_decay = true to run the decay gate, or remove the tensors"
+            ),
+            Error::UnknownMixer => f.write_str(
+                "latte.mixer must be \"latte\", \"macchiato\" or \"attention\"; this file needs another version of the runtime or is damaged",
+            ),
+            Error::UnknownCombine => f.write_str(
+                "latte.window_combine must be \"sum\" or \"joint\"; convert the model again",
+            ),
+            Error::WindowTooLarge { window, max } => write!(
+                f,
+                "a window (or attention capacity) of {window} tokens is more than the {max} supported"
+            ),
+            Error::WindowSlope { layer, head } => {
+                if let Some(l) = layer {
+                    write!(f, "tensor blk.{l}.win_slope: ")?;
+                }
+                write!(
+                    f,
+                    "the distance slope of head {head} is NaN, infinite or negative; slopes must be finite and >= 0 (convert the model again)"
+                )
+            }
+            Error::WindowWeights { layer, expected } => {
+                if expected {
+                    write!(f, "layer {layer} has no window weights, but the config's mixer has a window: pass them in LayerWeights::window")
+                } else {
+                    write!(f, "layer {layer} has window weights, but the config's mixer is plain Latte: set LayerWeights::window to None")
+                }
+            }
+            Error::ContextFull { capacity } => write!(
+                f,
+                "the attention KV cache is full ({capacity} tokens): full attention cannot forget; reset the session or load the model with a larger capacity"
             ),
             Error::DecayNotF32 { layer, ggml_type } => write!(
                 f,

@@ -352,31 +352,55 @@ impl<'a> LatteLayer<'a> {
     ) {
         let (d, l) = (self.d_model, self.n_latents);
         let n = x.len() / d.max(1);
-        let k = cx.kernels;
         let (q, rest) = tmp.split_at_mut(n * l);
         let (kk, rest) = rest.split_at_mut(n * l);
         let (vv, rest) = rest.split_at_mut(n * d);
         let y = &mut rest[..n * d];
-        let quantized = [&self.wq, &self.wk, &self.wv]
-            .iter()
-            .any(|m| m.data().is_quantized());
-        let xq = quantize_input(k, quantized, x, quant);
-        for (w, o) in [
-            (&self.wq, &mut *q),
-            (&self.wk, &mut *kk),
-            (&self.wv, &mut *vv),
-        ] {
-            cx.par.run(&RowTask::new(k, *w, task_input(w, x, xq), n), o);
-        }
+        self.project(cx, x, n, quant, q, kk, vv);
         let per_token = q
             .chunks_exact_mut(l)
             .zip(kk.chunks_exact(l))
             .zip(vv.chunks_exact(d))
             .zip(y.chunks_exact_mut(d));
         for (((qt, kt), vt), yt) in per_token {
-            self.recur(k, qt, kt, vt, state, cx.rot, yt);
+            self.recur(cx.kernels, qt, kt, vt, state, cx.rot, yt);
         }
-        let wo = &self.wo;
+        self.project_out(cx, y, n, quant, out);
+    }
+
+    /// `q`, `k` (`n x L`) and `v` (`n x D`) of the `n` tokens of `x`, as
+    /// matrix products over the chunk.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn project(
+        &self,
+        cx: &Ctx<'_, 'a>,
+        x: &[f32],
+        n: usize,
+        quant: &mut [f32],
+        q: &mut [f32],
+        k: &mut [f32],
+        v: &mut [f32],
+    ) {
+        let kern = cx.kernels;
+        let quantized = [&self.wq, &self.wk, &self.wv]
+            .iter()
+            .any(|m| m.data().is_quantized());
+        let xq = quantize_input(kern, quantized, x, quant);
+        for (w, o) in [(&self.wq, q), (&self.wk, k), (&self.wv, v)] {
+            cx.par.run(&RowTask::new(kern, *w, task_input(w, x, xq), n), o);
+        }
+    }
+
+    /// `out = Wo y` for the `n` tokens of `y` (`n x D`).
+    pub(crate) fn project_out(
+        &self,
+        cx: &Ctx<'_, 'a>,
+        y: &[f32],
+        n: usize,
+        quant: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let (k, d, wo) = (cx.kernels, self.d_model, &self.wo);
         let xq = quantize_input(k, wo.data().is_quantized(), y, quant);
         cx.par.run(
             &RowTask::new(k, *wo, task_input(wo, y, xq), n),

@@ -64,11 +64,12 @@ pub mod sampler;
 pub mod session;
 pub mod snapshot;
 pub mod tensor;
+pub mod window;
 mod wire;
 
 pub use bidir::BidLatteLayer;
 pub use classifier::{ByteSource, Classified, Classifier, ClassifierConfig, SliceSource};
-pub use config::{Config, Position};
+pub use config::{Config, Mixing, Position};
 pub use error::{Error, TensorName};
 pub use latte::{LatteLayer, LayerState};
 /// The kernel crate, re-exported so callers name the same types.
@@ -81,6 +82,7 @@ pub use sampler::{Sampler, SamplerConfig};
 pub use session::Session;
 pub use snapshot::SnapshotInfo;
 pub use tensor::{q8_0_scratch_len, Matrix, MatrixData, Norm};
+pub use window::{AttentionLayer, Combine, Macchiato, WindowAttention};
 
 /// Most layers a [`Model`] can have (one fixed slot each, no allocator).
 pub const MAX_LAYERS: usize = 32;

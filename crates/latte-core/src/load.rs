@@ -6,9 +6,10 @@ use core::fmt::Write;
 use latte_gguf::{GgmlType, Gguf, TensorInfo};
 
 use crate::block::Block;
-use crate::config::{Config, Position};
+use crate::config::{Config, Mixing, Position};
 use crate::error::{Error, TensorName};
-use crate::model::{Frequencies, LayerWeights, Model};
+use crate::model::{Frequencies, LayerWeights, Model, WindowWeights};
+use crate::window::Combine;
 use crate::tensor::{cast_f16, cast_f32, Matrix, MatrixData, Norm};
 use crate::MAX_LAYERS;
 
@@ -26,6 +27,9 @@ mod key {
     pub const POSITION: &str = "latte.position_encoding";
     pub const VAPOR_FREQ: &str = "latte.vapor.frequencies";
     pub const LATENT_DECAY: &str = "latte.latent_decay";
+    pub const MIXER: &str = "latte.mixer";
+    pub const WINDOW: &str = "latte.window";
+    pub const COMBINE: &str = "latte.window_combine";
 }
 
 /// Maps the reader's lookup errors to this crate's metadata errors.
@@ -63,7 +67,34 @@ fn read_config(g: &Gguf<'_>) -> Result<Config, Error> {
         Err(latte_gguf::Error::MissingKey { .. }) => false,
         Err(e) => return Err(meta(e)),
     };
+    // The mixer (absent: Latte, the paper's model).
+    let mixing = match g.get_str(key::MIXER) {
+        Err(latte_gguf::Error::MissingKey { .. }) | Ok("latte") => Mixing::Latte,
+        Ok("macchiato") => Mixing::Macchiato {
+            window: get_usize(g, key::WINDOW)?,
+            combine: match g.get_str(key::COMBINE).map_err(meta)? {
+                "sum" => Combine::Sum,
+                "joint" => Combine::Joint,
+                _ => return Err(Error::UnknownCombine),
+            },
+        },
+        Ok("attention") => match get_usize(g, key::WINDOW)? {
+            // Full attention: a KV cache of the training length until the
+            // caller sets another capacity.
+            0 => Mixing::Attention {
+                window: get_usize(g, key::CONTEXT)?,
+                full: true,
+            },
+            w => Mixing::Attention {
+                window: w,
+                full: false,
+            },
+        },
+        Ok(_) => return Err(Error::UnknownMixer),
+        Err(e) => return Err(meta(e)),
+    };
     let config = Config {
+        mixing,
         vocab_size: get_usize(g, key::VOCAB)?,
         d_model: get_usize(g, key::WIDTH)?,
         n_layers: get_usize(g, key::BLOCKS)?,
@@ -291,11 +322,29 @@ impl<'a> Model<'a> {
         for (i, slot) in blocks.iter_mut().take(config.n_layers).enumerate() {
             let li = u32::try_from(i).map_err(|_| Error::SizeOverflow)?;
             let n = |s| TensorName::block(li, s);
+            let attention = matches!(config.mixing, Mixing::Attention { .. });
+            let latte_matrix = |s, rows| {
+                if attention {
+                    Ok(Matrix::EMPTY)
+                } else {
+                    matrix(&g, n(s), rows, d)
+                }
+            };
+            let window = if config.mixing.window() > 0 {
+                Some(WindowWeights {
+                    q: matrix(&g, n("win_q.weight"), d, d)?,
+                    k: matrix(&g, n("win_k.weight"), d, d)?,
+                    v: matrix(&g, n("win_v.weight"), d, d)?,
+                    slopes: vector(&g, n("win_slope"), config.n_heads)?,
+                })
+            } else {
+                None
+            };
             let lw = LayerWeights {
                 attn_norm: norm(&g, n("attn_norm.weight"), n("attn_norm.bias"), d)?,
-                attn_q: matrix(&g, n("attn_q.weight"), l, d)?,
-                attn_k: matrix(&g, n("attn_k.weight"), l, d)?,
-                attn_v: matrix(&g, n("attn_v.weight"), d, d)?,
+                attn_q: latte_matrix("attn_q.weight", l)?,
+                attn_k: latte_matrix("attn_k.weight", l)?,
+                attn_v: latte_matrix("attn_v.weight", d)?,
                 attn_output: matrix(&g, n("attn_output.weight"), d, d)?,
                 ffn_norm: norm(&g, n("ffn_norm.weight"), n("ffn_norm.bias"), d)?,
                 ffn_up: matrix(&g, n("ffn_up.weight"), f, d)?,
@@ -303,6 +352,7 @@ impl<'a> Model<'a> {
                 ffn_down: matrix(&g, n("ffn_down.weight"), d, f)?,
                 ffn_down_bias: vector(&g, n("ffn_down.bias"), d)?,
                 attn_decay: decay(&g, &config, li, n("attn_decay"))?,
+                window,
             };
             *slot = Self::block_from_parts(&config, li, &lw)?;
         }

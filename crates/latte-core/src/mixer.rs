@@ -17,6 +17,7 @@ use crate::block::Ctx;
 use crate::hash::Fnv64;
 use crate::latte::LatteLayer;
 use crate::tensor::Matrix;
+use crate::window::{AttentionLayer, Macchiato};
 
 /// One block's sequence mixer.
 #[derive(Clone, Copy, Debug)]
@@ -24,6 +25,10 @@ use crate::tensor::Matrix;
 pub enum Mixer<'a> {
     /// Causal Latte ([`LatteLayer`]), with or without the decay gate.
     Latte(LatteLayer<'a>),
+    /// Latte-Macchiato ([`Macchiato`]): Latte plus window attention.
+    Macchiato(Macchiato<'a>),
+    /// Causal softmax attention alone ([`AttentionLayer`]): the baseline.
+    Attention(AttentionLayer<'a>),
 }
 
 impl<'a> Mixer<'a> {
@@ -33,13 +38,27 @@ impl<'a> Mixer<'a> {
     pub fn kind(&self) -> &'static str {
         match self {
             Mixer::Latte(_) => "latte",
+            Mixer::Macchiato(_) => "macchiato",
+            Mixer::Attention(_) => "attention",
         }
     }
 
-    /// The Latte layer, if this mixer is one.
+    /// The Latte layer, if this mixer is one or has one (Macchiato).
     pub fn as_latte(&self) -> Option<&LatteLayer<'a>> {
         match self {
             Mixer::Latte(l) => Some(l),
+            Mixer::Macchiato(m) => Some(&m.latte),
+            Mixer::Attention(_) => None,
+        }
+    }
+
+    /// `f32` elements of this layer's state that hold a window's ring of
+    /// keys and values (0 for Latte).
+    pub fn ring_len(&self) -> usize {
+        match self {
+            Mixer::Latte(_) => 0,
+            Mixer::Macchiato(m) => m.window.state_len(),
+            Mixer::Attention(a) => a.window.state_len(),
         }
     }
 
@@ -48,6 +67,8 @@ impl<'a> Mixer<'a> {
     pub fn state_len(&self) -> usize {
         match self {
             Mixer::Latte(l) => l.state_len(),
+            Mixer::Macchiato(m) => m.state_len(),
+            Mixer::Attention(a) => a.window.state_len(),
         }
     }
 
@@ -56,6 +77,12 @@ impl<'a> Mixer<'a> {
     pub fn reset_state(&self, state: &mut [f32]) {
         match self {
             Mixer::Latte(l) => l.reset_state(state),
+            Mixer::Macchiato(m) => {
+                let (ls, ws) = state.split_at_mut(m.latte.state_len().min(state.len()));
+                m.latte.reset_state(ls);
+                m.window.reset_state(ws);
+            }
+            Mixer::Attention(a) => a.window.reset_state(state),
         }
     }
 
@@ -64,15 +91,30 @@ impl<'a> Mixer<'a> {
     pub(crate) fn tmp_per_token(&self) -> usize {
         match self {
             Mixer::Latte(l) => 2 * l.n_latents() + 2 * l.d_model(),
+            Mixer::Macchiato(m) => m.tmp_per_token(),
+            Mixer::Attention(a) => a.tmp_per_token(),
         }
     }
 
     /// The weight matrices, in FORMAT.md's tensor order (the model's
     /// fingerprint and its quantized-input scratch walk them).
     pub(crate) fn matrices(&self) -> impl Iterator<Item = &Matrix<'a>> {
-        match self {
-            Mixer::Latte(l) => l.matrices().into_iter(),
-        }
+        let m: [Option<&Matrix<'a>>; 7] = match self {
+            Mixer::Latte(l) => {
+                let [q, k, v, o] = l.matrices();
+                [Some(q), Some(k), Some(v), Some(o), None, None, None]
+            }
+            Mixer::Macchiato(m) => {
+                let [q, k, v, o] = m.latte.matrices();
+                let [wq, wk, wv] = m.window.matrices();
+                [Some(q), Some(k), Some(v), Some(o), Some(wq), Some(wk), Some(wv)]
+            }
+            Mixer::Attention(a) => {
+                let [wq, wk, wv] = a.window.matrices();
+                [Some(wq), Some(wk), Some(wv), Some(&a.wo), None, None, None]
+            }
+        };
+        m.into_iter().flatten()
     }
 
     /// Hashes into the model's fingerprint what [`Mixer::matrices`] does not
@@ -80,10 +122,21 @@ impl<'a> Mixer<'a> {
     /// parameters. Latte hashes nothing here (its decay rates are hashed
     /// after all the weights, so models keep the fingerprints they always
     /// had).
-    pub(crate) fn hash_extra(&self, _h: &mut Fnv64) {
-        match self {
-            Mixer::Latte(_) => {}
-        }
+    pub(crate) fn hash_extra(&self, h: &mut Fnv64) {
+        let (tag, w) = match self {
+            Mixer::Latte(_) => return,
+            Mixer::Macchiato(m) => (
+                match m.combine {
+                    crate::window::Combine::Sum => "macchiato-sum",
+                    crate::window::Combine::Joint => "macchiato-joint",
+                },
+                &m.window,
+            ),
+            Mixer::Attention(a) => ("attention", &a.window),
+        };
+        h.bytes(tag.as_bytes());
+        h.usize(w.window());
+        h.f32s(w.slopes());
     }
 
     /// Runs a chunk of tokens: `x` holds their normalised inputs (`T x D`,
@@ -103,6 +156,8 @@ impl<'a> Mixer<'a> {
     ) {
         match self {
             Mixer::Latte(l) => l.run_chunk(cx, x, state, tmp, quant, out),
+            Mixer::Macchiato(m) => m.run_chunk(cx, x, state, tmp, quant, out),
+            Mixer::Attention(a) => a.run_chunk(cx, x, state, tmp, quant, out),
         }
     }
 }

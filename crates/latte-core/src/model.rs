@@ -3,13 +3,14 @@
 use core::ops::Range;
 
 use crate::block::Block;
-use crate::config::{Config, Position};
+use crate::config::{Config, Mixing, Position};
 use crate::error::{Error, TensorName};
 use crate::hash::Fnv64;
 use crate::latte::LatteLayer;
 use crate::mixer::Mixer;
 use crate::mlp::Mlp;
 use crate::tensor::{q8_0_scratch_len, Matrix, Norm};
+use crate::window::{AttentionLayer, Macchiato, WindowAttention};
 use crate::MAX_LAYERS;
 use latte_kernels::{Kernels, QK};
 
@@ -24,6 +25,10 @@ use latte_kernels::{Kernels, QK};
 /// | `ffn_up` / `ffn_up_bias` | `F x D` / `F` |
 /// | `ffn_down` / `ffn_down_bias` | `D x F` / `D` |
 /// | `attn_decay` | `L` (decay gate only) |
+/// | `window` | see [`WindowWeights`] (Macchiato and attention only) |
+///
+/// An attention layer ([`crate::Mixing::Attention`]) uses `attn_output` as
+/// its `Wo` and ignores `attn_q`, `attn_k`, `attn_v` and `attn_decay`.
 #[derive(Clone, Copy, Debug)]
 pub struct LayerWeights<'a> {
     /// LayerNorm before Latte.
@@ -50,6 +55,22 @@ pub struct LayerWeights<'a> {
     /// layer when [`Config::latent_decay`] is set, `None` otherwise (the
     /// official architecture).
     pub attn_decay: Option<&'a [f32]>,
+    /// The window attention's weights: `Some` exactly when the config's
+    /// mixer has a window ([`crate::Mixing`]).
+    pub window: Option<WindowWeights<'a>>,
+}
+
+/// Weights of a layer's window attention ([`crate::window`]).
+#[derive(Clone, Copy, Debug)]
+pub struct WindowWeights<'a> {
+    /// `Wq`, `D x D`.
+    pub q: Matrix<'a>,
+    /// `Wk`, `D x D`.
+    pub k: Matrix<'a>,
+    /// `Wv`, `D x D`.
+    pub v: Matrix<'a>,
+    /// The heads' distance slopes, `H` values, finite and `>= 0`.
+    pub slopes: &'a [f32],
 }
 
 /// All weights of a model, as given to [`Model::from_parts`].
@@ -247,7 +268,7 @@ impl<'a> Model<'a> {
         li: u32,
         lw: &LayerWeights<'a>,
     ) -> Result<Block<'a>, Error> {
-        let (d, l, f) = (config.d_model, config.n_latents, config.d_ff);
+        let (d, f) = (config.d_model, config.d_ff);
         let name = |s| TensorName::block(li, s);
         check_norm(
             &lw.attn_norm,
@@ -255,9 +276,6 @@ impl<'a> Model<'a> {
             name("attn_norm.weight"),
             name("attn_norm.bias"),
         )?;
-        check_matrix(&lw.attn_q, l, d, name("attn_q.weight"))?;
-        check_matrix(&lw.attn_k, l, d, name("attn_k.weight"))?;
-        check_matrix(&lw.attn_v, d, d, name("attn_v.weight"))?;
         check_matrix(&lw.attn_output, d, d, name("attn_output.weight"))?;
         check_norm(
             &lw.ffn_norm,
@@ -269,6 +287,80 @@ impl<'a> Model<'a> {
         check_vector(lw.ffn_up_bias, f, name("ffn_up.bias"))?;
         check_matrix(&lw.ffn_down, d, f, name("ffn_down.weight"))?;
         check_vector(lw.ffn_down_bias, d, name("ffn_down.bias"))?;
+        let window = match (config.mixing.window() > 0, lw.window) {
+            (false, None) => None,
+            (true, Some(w)) => {
+                check_matrix(&w.q, d, d, name("win_q.weight"))?;
+                check_matrix(&w.k, d, d, name("win_k.weight"))?;
+                check_matrix(&w.v, d, d, name("win_v.weight"))?;
+                let win = WindowAttention::new(
+                    config.n_heads,
+                    d,
+                    config.mixing.window(),
+                    w.q,
+                    w.k,
+                    w.v,
+                    w.slopes,
+                )
+                .map_err(|e| match e {
+                    Error::WindowSlope { head, .. } => Error::WindowSlope {
+                        layer: Some(li),
+                        head,
+                    },
+                    Error::BufferLength { .. } if w.slopes.len() != config.n_heads => {
+                        Error::TensorShape {
+                            tensor: name("win_slope"),
+                            expected: [config.n_heads as u64, 1],
+                            got: [w.slopes.len() as u64, 1, 1, 1],
+                        }
+                    }
+                    other => other,
+                })?;
+                Some(win)
+            }
+            (expected, _) => return Err(Error::WindowWeights { layer: li, expected }),
+        };
+        let mixer = match (config.mixing, window) {
+            (Mixing::Attention { .. }, Some(win)) => {
+                if lw.attn_decay.is_some() {
+                    return Err(Error::DecayUnexpected { layer: li });
+                }
+                Mixer::Attention(AttentionLayer::new(win, lw.attn_output)?)
+            }
+            (mixing, window) => {
+                let latte = Self::latte_from_parts(config, li, lw)?;
+                match (mixing, window) {
+                    (Mixing::Macchiato { combine, .. }, Some(win)) => {
+                        Mixer::Macchiato(Macchiato::new(latte, win, combine)?)
+                    }
+                    _ => Mixer::Latte(latte),
+                }
+            }
+        };
+        Ok(Block {
+            attn_norm: lw.attn_norm,
+            mixer,
+            ffn_norm: lw.ffn_norm,
+            mlp: Mlp {
+                up: lw.ffn_up,
+                up_bias: lw.ffn_up_bias,
+                down: lw.ffn_down,
+                down_bias: lw.ffn_down_bias,
+            },
+        })
+    }
+
+    /// A block's Latte layer (with the decay gate when the config has it).
+    fn latte_from_parts(
+        config: &Config,
+        li: u32,
+        lw: &LayerWeights<'a>,
+    ) -> Result<LatteLayer<'a>, Error> {
+        let (d, l) = (config.d_model, config.n_latents);
+        let name = |s| TensorName::block(li, s);
+        check_matrix(&lw.attn_q, l, d, name("attn_q.weight"))?;
+        check_matrix(&lw.attn_k, l, d, name("attn_k.weight"))?;
+        check_matrix(&lw.attn_v, d, d, name("attn_v.weight"))?;
         let latte = LatteLayer::new(
             config.n_heads,
             l,
@@ -303,17 +395,7 @@ impl<'a> Model<'a> {
                 })?
             }
         };
-        Ok(Block {
-            attn_norm: lw.attn_norm,
-            mixer: Mixer::Latte(latte),
-            ffn_norm: lw.ffn_norm,
-            mlp: Mlp {
-                up: lw.ffn_up,
-                up_bias: lw.ffn_up_bias,
-                down: lw.ffn_down,
-                down_bias: lw.ffn_down_bias,
-            },
-        })
+        Ok(latte)
     }
 
     pub(crate) fn assemble(
@@ -454,6 +536,50 @@ impl<'a> Model<'a> {
             }
         }
         h.finish()
+    }
+
+    /// A full-attention model ([`Mixing::Attention`] with `full`) whose KV
+    /// cache holds `capacity` tokens instead of the training length: the
+    /// sessions' state grows to `2 capacity D + 2` floats per layer, and a
+    /// session refuses token `capacity + 1` with [`Error::ContextFull`].
+    /// Other models are returned unchanged.
+    ///
+    /// Errors: [`Error::ZeroSize`], [`Error::WindowTooLarge`],
+    /// [`Error::SizeOverflow`].
+    pub fn with_attention_capacity(mut self, capacity: usize) -> Result<Self, Error> {
+        let Mixing::Attention { full: true, .. } = self.config.mixing else {
+            return Ok(self);
+        };
+        self.config.mixing = Mixing::Attention {
+            window: capacity,
+            full: true,
+        };
+        self.config.validate()?;
+        for b in self.blocks.iter_mut().take(self.config.n_layers) {
+            if let Mixer::Attention(a) = &mut b.mixer {
+                a.window = a.window.with_window(capacity)?;
+            }
+        }
+        let c = self.config;
+        Self::assemble(
+            c,
+            self.token_embd,
+            self.blocks,
+            self.output_norm,
+            self.output,
+            self.output_bias,
+            self.frequencies,
+        )
+        .map(|m| m.with_kernels(self.kernels))
+    }
+
+    /// Tokens a session can hold: the KV cache's capacity for full
+    /// attention, `None` (unbounded) for every other mixer.
+    pub fn max_tokens(&self) -> Option<u64> {
+        match self.config.mixing {
+            Mixing::Attention { window, full: true } => Some(window as u64),
+            _ => None,
+        }
     }
 
     /// A 64-bit fingerprint of the model: FNV-1a over its hyper-parameters

@@ -155,6 +155,7 @@ impl<'s, 'a> Session<'s, 'a> {
         let model = self.model;
         let c = &model.config;
         check_tokens(&[token], c.vocab_size)?;
+        check_room(model, self.pos, 1)?;
         let Areas {
             h,
             a,
@@ -200,6 +201,7 @@ impl<'s, 'a> Session<'s, 'a> {
             return Err(Error::EmptyPrompt);
         }
         check_tokens(tokens, self.model.config.vocab_size)?;
+        check_room(self.model, self.pos, tokens.len())?;
         for &t in tokens {
             self.step(t)?;
         }
@@ -262,6 +264,7 @@ impl<'s, 'a> Session<'s, 'a> {
             });
         }
         check_tokens(tokens, self.model.config.vocab_size)?;
+        check_room(self.model, self.pos, tokens.len())?;
         let need = self.model.prefill_scratch_len(chunk.min(tokens.len()));
         if scratch.len() < need {
             return Err(Error::PrefillScratchTooSmall {
@@ -310,6 +313,7 @@ impl<'s, 'a> Session<'s, 'a> {
             });
         }
         check_tokens(tokens, c.vocab_size)?;
+        check_room(model, self.pos, tokens.len())?;
         let chunk = chunk.min(tokens.len());
         let need = model.prefill_scratch_len(chunk);
         if scratch.len() < need {
@@ -419,6 +423,17 @@ fn check_tokens(tokens: &[u32], vocab_size: usize) -> Result<(), Error> {
 /// `par`, the recurrence token by token. Writes the logits after the last
 /// token to `logits` (`V`) and, if given, after every token to
 /// `all_logits` (`T x V`). `work` holds at least the areas for `T` tokens
+/// [`Error::ContextFull`] when `n` more tokens at position `pos` do not fit
+/// a full-attention model's KV cache ([`Model::max_tokens`]).
+fn check_room(model: &Model<'_>, pos: u64, n: usize) -> Result<(), Error> {
+    match model.max_tokens() {
+        Some(cap) if pos.saturating_add(n as u64) > cap => {
+            Err(Error::ContextFull { capacity: cap })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// (checked by the callers, as are `state` and `rot`).
 #[allow(clippy::too_many_arguments)]
 fn run_chunk<'a>(

@@ -311,6 +311,7 @@ fn config(position: Position, d: usize, l: usize, latent_decay: bool) -> Config 
         ln_eps: 1e-6,
         position,
         latent_decay,
+        mixing: latte_core::Mixing::Latte,
     }
 }
 
@@ -704,6 +705,7 @@ fn from_parts_checks_the_gate() {
     assert!(Model::from_parts(om.config, om.weights(&layers)).is_ok());
     let plain = Config {
         latent_decay: false,
+        mixing: latte_core::Mixing::Latte,
         ..om.config
     };
     assert_eq!(

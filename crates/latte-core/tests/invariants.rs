@@ -83,6 +83,7 @@ fn long_run_constant_state_and_invariants() {
         ln_eps: 1e-6,
         position: Position::Sinusoidal,
         latent_decay: false,
+        mixing: latte_core::Mixing::Latte,
     };
     let m = random_model(config, 3);
     let layers = m.layer_weights();
@@ -215,6 +216,7 @@ fn layer_states_lie_back_to_back_at_the_model_offsets() {
         ln_eps: 1e-6,
         position: Position::Sinusoidal,
         latent_decay: false,
+        mixing: latte_core::Mixing::Latte,
     };
     let m = random_model(config, 5);
     let layers = m.layer_weights();

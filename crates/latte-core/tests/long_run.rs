@@ -130,6 +130,7 @@ fn config(position: Position) -> Config {
         ln_eps: 1e-6,
         position,
         latent_decay: false,
+        mixing: latte_core::Mixing::Latte,
     }
 }
 

@@ -190,6 +190,7 @@ fn random_models_prefill_equals_token_by_token() {
             ln_eps: 1e-6,
             position,
             latent_decay: false,
+            mixing: latte_core::Mixing::Latte,
         };
         let om = random_model(config, 7);
         let buf = match ty {

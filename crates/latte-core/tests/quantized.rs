@@ -143,6 +143,7 @@ impl<'m> QModel<'m> {
                 ffn_down: q[5].matrix(d, f),
                 ffn_down_bias: &w.down_b,
                 attn_decay: c.latent_decay.then_some(&w.decay[..]),
+                window: None,
             })
             .collect()
     }
@@ -477,6 +478,7 @@ fn config(position: Position) -> Config {
         ln_eps: 1e-6,
         position,
         latent_decay: false,
+        mixing: latte_core::Mixing::Latte,
     }
 }
 
@@ -708,6 +710,7 @@ fn owned_from_gguf(bytes: &[u8]) -> OwnedModel {
         ln_eps: g.get_f32("latte.attention.layer_norm_epsilon").unwrap(),
         position: Position::Sinusoidal,
         latent_decay: false,
+        mixing: latte_core::Mixing::Latte,
     };
     assert_eq!(g.get_str("latte.position_encoding").unwrap(), "sinusoidal");
     OwnedModel {

@@ -112,6 +112,7 @@ fn restored_run_continues_bit_identically_vapor_and_f16() {
         ln_eps: 1e-6,
         position: Position::Vapor,
         latent_decay: false,
+        mixing: latte_core::Mixing::Latte,
     };
     let m = random_model(config, 5);
     for ty in [GgmlType::F32, GgmlType::F16] {

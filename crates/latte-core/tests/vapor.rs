@@ -118,6 +118,7 @@ fn vapor_config() -> Config {
         ln_eps: 1e-6,
         position: Position::Vapor,
         latent_decay: false,
+        mixing: latte_core::Mixing::Latte,
     }
 }
 

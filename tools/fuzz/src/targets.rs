@@ -202,6 +202,7 @@ pub fn snapshot_model(vapor: bool) -> SnapshotModel {
             Position::Sinusoidal
         },
         latent_decay: false,
+        mixing: latte_core::Mixing::Latte,
     };
     let mut seed = 0x5EED_u64;
     let mut vec = |n: usize| -> Vec<f32> {
@@ -253,6 +254,7 @@ impl SnapshotModel {
                     ffn_down: m(b + 10, d, ff),
                     ffn_down_bias: &w[b + 11],
                     attn_decay: None,
+                    window: None,
                 }
             })
             .collect();

@@ -115,6 +115,7 @@ impl OwnedModel {
                 ffn_down: Matrix::from_f32(d, f, &w.down).unwrap(),
                 ffn_down_bias: &w.down_b,
                 attn_decay: c.latent_decay.then_some(&w.decay[..]),
+                window: None,
             })
             .collect()
     }
@@ -149,6 +150,7 @@ pub fn tiny_lm() -> OwnedModel {
         ln_eps: 1e-6,
         position: Position::Sinusoidal,
         latent_decay: false,
+        mixing: latte_core::Mixing::Latte,
     };
     let vec = |len: usize, g: &dyn Fn(f64) -> f64| {
         (0..len).map(|i| g(i as f64) as f32).collect::<Vec<_>>()

@@ -22,15 +22,15 @@ use crate::mapped::Mapped;
 use crate::ConvertArgs;
 use quant::Policy;
 pub use quant::TensorType;
-use scheme::{Hyper, Role, Scheme, DECAY_AFTER, LAYER_ROLES};
+use scheme::{WINDOW_ROLES, Hyper, Role, Scheme, DECAY_AFTER, LAYER_ROLES};
 
 /// Safetensors metadata key holding the reference trainer's configuration.
 const TRAINER_CONFIG_KEY: &str = "latte.config";
 /// Most blocks a model file can hold: the reader takes at most
 /// `MAX_TENSORS` tensors, 12 per block (13 with the decay gate) plus 5
 /// others.
-fn max_layers(gated: bool) -> u64 {
-    (latte_gguf::MAX_TENSORS as u64 - 5) / (12 + u64::from(gated))
+fn max_layers(gated: bool, windowed: bool) -> u64 {
+    (latte_gguf::MAX_TENSORS as u64 - 5) / (12 + u64::from(gated) + 4 * u64::from(windowed))
 }
 /// Names listed in an error before the rest is counted.
 const LISTED: usize = 40;
@@ -62,6 +62,12 @@ struct TrainerConfig {
     /// the checkpoint carries the rates themselves.
     #[serde(default)]
     latent_decay: bool,
+    /// Latte-Macchiato's window (0 or absent: plain Latte) and how it is
+    /// combined with Latte.
+    #[serde(default)]
+    window: u64,
+    #[serde(default)]
+    combine: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -80,6 +86,9 @@ struct Plan {
     positions: Positions,
     /// `latte.latent_decay`: every block has `attn_decay`.
     latent_decay: bool,
+    /// Latte-Macchiato: `(window, combine)`; every block has the window's
+    /// tensors.
+    macchiato: Option<(u64, latte_core::Combine)>,
 }
 
 type Found<'d> = BTreeMap<(Option<u64>, Role), (String, TensorView<'d>)>;
@@ -116,6 +125,7 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
     };
 
     let gated = trainer_config.as_ref().is_some_and(|c| c.latent_decay);
+    let windowed = trainer_config.as_ref().is_some_and(|c| c.window > 0);
 
     // Map every checkpoint name to a parameter; collect the strangers.
     let mut found: Found = BTreeMap::new();
@@ -151,7 +161,7 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
         "{shown} has no transformer blocks ({} scheme)",
         scheme
     );
-    let max = max_layers(gated);
+    let max = max_layers(gated, windowed);
     ensure!(
         n_layers <= max,
         "{shown}: {n_layers} layers is more than a model file can hold ({max})"
@@ -168,7 +178,22 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
         }
     }
     check_decay(&found, &skipped, scheme, n_layers, gated, &shown)?;
-    let order = file_order(n_layers, gated);
+    if !windowed {
+        // Window tensors in a model without a window are strangers.
+        let strays: Vec<_> = found
+            .keys()
+            .filter(|(_, r)| WINDOW_ROLES.contains(r))
+            .copied()
+            .collect();
+        for key in strays {
+            if let Some((name, _)) = found.remove(&key) {
+                unknown.push(format!(
+                    "{name} (a window tensor, but the configuration has no \"window\")"
+                ));
+            }
+        }
+    }
+    let order = file_order(n_layers, gated, windowed);
     let missing: Vec<String> = order
         .iter()
         .filter(|k| !found.contains_key(k))
@@ -264,6 +289,9 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
             ", decay gate (an extension)"
         } else {
             ""
+        } + &match plan.macchiato {
+            Some((w, c)) => format!(", Macchiato window {w} ({})", c.name()),
+            None => String::new(),
         }
     );
     Ok(())
@@ -360,13 +388,16 @@ fn check_decay(
 
 /// Parameters in model-file order (FORMAT.md); with the decay gate each
 /// block's `attn_decay` follows its `attn_output`.
-fn file_order(n_layers: u64, gated: bool) -> Vec<(Option<u64>, Role)> {
+fn file_order(n_layers: u64, gated: bool, windowed: bool) -> Vec<(Option<u64>, Role)> {
     let mut v = vec![(None, Role::TokEmb)];
     for i in 0..n_layers {
         for &r in &LAYER_ROLES {
             v.push((Some(i), r));
             if gated && r == DECAY_AFTER {
                 v.push((Some(i), Role::Decay));
+            }
+            if windowed && r == DECAY_AFTER {
+                v.extend(WINDOW_ROLES.map(|w| (Some(i), w)));
             }
         }
     }
@@ -472,6 +503,20 @@ fn plan_from_trainer(c: &TrainerConfig, args: &ConvertArgs, shown: &str) -> Resu
         ln_eps: c.ln_eps as f32,
         positions,
         latent_decay: c.latent_decay,
+        macchiato: match c.window {
+            0 => None,
+            w => Some((
+                w,
+                match c.combine.as_deref().unwrap_or("sum") {
+                    "sum" => latte_core::Combine::Sum,
+                    "joint" => latte_core::Combine::Joint,
+                    other => bail!(
+                        "{shown}: combine `{other}` in {TRAINER_CONFIG_KEY} is not supported \
+                         (sum or joint are)"
+                    ),
+                },
+            )),
+        },
     })
 }
 
@@ -514,6 +559,7 @@ fn plan_from_flax(found: &Found, args: &ConvertArgs, n_layers: u64) -> Result<Pl
         ln_eps: FLAX_LN_EPS,
         positions: Positions::Sinusoidal,
         latent_decay: false,
+        macchiato: None,
     })
 }
 
@@ -623,9 +669,9 @@ fn convert_tensor<'d>(
 
     // Decay rates forget the past; a negative one would amplify it.
     let negative_rate = |values: &mut dyn Iterator<Item = f32>| -> Result<()> {
-        if role == Role::Decay {
+        if role == Role::Decay || role == Role::WinSlope {
             if let Some((i, v)) = values.enumerate().find(|(_, v)| *v < 0.0) {
-                bail!("element {i} is {v}; decay rates must be >= 0");
+                bail!("element {i} is {v}; decay rates and window slopes must be >= 0");
             }
         }
         Ok(())
@@ -681,6 +727,11 @@ fn add_metadata(w: &mut GgufWriter<'_>, p: &Plan, name: &str) -> Result<()> {
     if p.latent_decay {
         w.add_bool("latte.latent_decay", true)?;
     }
+    if let Some((window, combine)) = p.macchiato {
+        w.add_string("latte.mixer", "macchiato")?;
+        w.add_u32("latte.window", u(window)?)?;
+        w.add_string("latte.window_combine", combine.name())?;
+    }
     if hp.vocab == 256 {
         w.add_string("tokenizer.ggml.model", "bytes")?;
     }
@@ -733,14 +784,14 @@ mod tests {
 
     #[test]
     fn order_matches_format() {
-        let o = file_order(2, false);
+        let o = file_order(2, false, false);
         assert_eq!(o.len(), 1 + 2 * 12 + 4);
         let names: Vec<String> = o.iter().map(|&(l, r)| r.gguf_name(l)).collect();
         assert_eq!(names[0], "token_embd.weight");
         assert_eq!(names[1], "blk.0.attn_norm.weight");
         assert_eq!(names[13], "blk.1.attn_norm.weight");
         assert_eq!(names[28], "output.bias");
-        let o = file_order(2, true);
+        let o = file_order(2, true, false);
         assert_eq!(o.len(), 1 + 2 * 13 + 4);
         let names: Vec<String> = o.iter().map(|&(l, r)| r.gguf_name(l)).collect();
         assert_eq!(names[6], "blk.0.attn_output.weight");
@@ -748,7 +799,8 @@ mod tests {
         assert_eq!(names[14], "blk.1.attn_norm.weight");
         assert_eq!(names[20], "blk.1.attn_decay");
         assert_eq!(names[30], "output.bias");
-        assert_eq!(max_layers(false), 340);
-        assert_eq!(max_layers(true), 314);
+        assert_eq!(max_layers(false, false), 340);
+        assert_eq!(max_layers(true, true), 255);
+        assert_eq!(max_layers(true, false), 314);
     }
 }

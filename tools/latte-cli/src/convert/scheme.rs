@@ -35,7 +35,16 @@ pub enum Role {
     HeadB,
     /// The decay gate's rates (an extension; trainer checkpoints only).
     Decay,
+    /// A Macchiato block's window attention: `Wq`, `Wk`, `Wv` and the
+    /// heads' distance slopes (trainer checkpoints only).
+    WinQ,
+    WinK,
+    WinV,
+    WinSlope,
 }
+
+/// A Macchiato block's window tensors, in file order after the Latte ones.
+pub const WINDOW_ROLES: [Role; 4] = [Role::WinQ, Role::WinK, Role::WinV, Role::WinSlope];
 
 /// The parameters of one block, in file order.
 pub const LAYER_ROLES: [Role; 12] = [
@@ -63,6 +72,7 @@ pub enum Sym {
     D,
     L,
     F,
+    H,
 }
 
 impl Sym {
@@ -72,6 +82,7 @@ impl Sym {
             Sym::D => hp.d_model,
             Sym::L => hp.n_latents,
             Sym::F => hp.d_ff,
+            Sym::H => hp.n_heads,
         }
     }
     fn name(self) -> &'static str {
@@ -80,6 +91,7 @@ impl Sym {
             Sym::D => "D",
             Sym::L => "L",
             Sym::F => "F",
+            Sym::H => "H",
         }
     }
 }
@@ -122,7 +134,8 @@ impl Role {
             Role::TokEmb | Role::HeadW => SymShape::Matrix(V, D),
             Role::HeadB => SymShape::Vector(V),
             Role::Q | Role::K => SymShape::Matrix(L, D),
-            Role::V | Role::O => SymShape::Matrix(D, D),
+            Role::V | Role::O | Role::WinQ | Role::WinK | Role::WinV => SymShape::Matrix(D, D),
+            Role::WinSlope => SymShape::Vector(H),
             Role::UpW => SymShape::Matrix(F, D),
             Role::UpB => SymShape::Vector(F),
             Role::DownW => SymShape::Matrix(D, F),
@@ -162,6 +175,10 @@ impl Role {
             Role::DownW => "ffn_down.weight",
             Role::DownB => "ffn_down.bias",
             Role::Decay => "attn_decay",
+            Role::WinQ => "win_q.weight",
+            Role::WinK => "win_k.weight",
+            Role::WinV => "win_v.weight",
+            Role::WinSlope => "win_slope",
         };
         format!("blk.{}.{suffix}", layer.unwrap_or(0))
     }
@@ -207,11 +224,17 @@ const TRAINER_LAYER: &[(&str, Role)] = &[
     ("mlp.fc2.weight", Role::DownW),
     ("mlp.fc2.bias", Role::DownB),
     ("latte.decay", Role::Decay),
+    ("local.wq.weight", Role::WinQ),
+    ("local.wk.weight", Role::WinK),
+    ("local.wv.weight", Role::WinV),
+    ("local.slope", Role::WinSlope),
 ];
 /// Per-block trainer tensors that are not parameters of the model file: the
 /// decay gate's trained parameter (the rates, `latte.decay`, are derived
 /// from it and exported beside it).
-const TRAINER_LAYER_SKIPPED: &[&str] = &["latte.decay_logit"];
+/// Likewise the window's slopes: the trained `local.slope_log`, exported
+/// as the slopes themselves (`local.slope`).
+const TRAINER_LAYER_SKIPPED: &[&str] = &["latte.decay_logit", "local.slope_log"];
 
 const FLAX_GLOBAL: &[(&str, Role)] = &[
     ("Encoder_0/Embed_0/embedding", Role::TokEmb),
