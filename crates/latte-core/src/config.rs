@@ -143,7 +143,9 @@ impl Config {
         let window = self.mixing.window();
         if self.mixing != Mixing::Latte {
             if window == 0 {
-                return Err(Error::ZeroSize { key: "latte.window" });
+                return Err(Error::ZeroSize {
+                    key: "latte.window",
+                });
             }
             if window > MAX_WINDOW {
                 return Err(Error::WindowTooLarge {

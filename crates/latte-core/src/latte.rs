@@ -387,7 +387,8 @@ impl<'a> LatteLayer<'a> {
             .any(|m| m.data().is_quantized());
         let xq = quantize_input(kern, quantized, x, quant);
         for (w, o) in [(&self.wq, q), (&self.wk, k), (&self.wv, v)] {
-            cx.par.run(&RowTask::new(kern, *w, task_input(w, x, xq), n), o);
+            cx.par
+                .run(&RowTask::new(kern, *w, task_input(w, x, xq), n), o);
         }
     }
 

@@ -9,8 +9,8 @@ use crate::block::Block;
 use crate::config::{Config, Mixing, Position};
 use crate::error::{Error, TensorName};
 use crate::model::{Frequencies, LayerWeights, Model, WindowWeights};
-use crate::window::Combine;
 use crate::tensor::{cast_f16, cast_f32, Matrix, MatrixData, Norm};
+use crate::window::Combine;
 use crate::MAX_LAYERS;
 
 /// Metadata keys (FORMAT.md).

@@ -107,7 +107,15 @@ impl<'a> Mixer<'a> {
             Mixer::Macchiato(m) => {
                 let [q, k, v, o] = m.latte.matrices();
                 let [wq, wk, wv] = m.window.matrices();
-                [Some(q), Some(k), Some(v), Some(o), Some(wq), Some(wk), Some(wv)]
+                [
+                    Some(q),
+                    Some(k),
+                    Some(v),
+                    Some(o),
+                    Some(wq),
+                    Some(wk),
+                    Some(wv),
+                ]
             }
             Mixer::Attention(a) => {
                 let [wq, wk, wv] = a.window.matrices();

@@ -318,7 +318,12 @@ impl<'a> Model<'a> {
                 })?;
                 Some(win)
             }
-            (expected, _) => return Err(Error::WindowWeights { layer: li, expected }),
+            (expected, _) => {
+                return Err(Error::WindowWeights {
+                    layer: li,
+                    expected,
+                })
+            }
         };
         let mixer = match (config.mixing, window) {
             (Mixing::Attention { .. }, Some(win)) => {

@@ -192,7 +192,10 @@ impl<'a> WindowAttention<'a> {
 
     /// The empty ring (all zeros: no entry valid).
     pub fn reset_state(&self, state: &mut [f32]) {
-        state.iter_mut().take(self.state_len()).for_each(|v| *v = 0.0);
+        state
+            .iter_mut()
+            .take(self.state_len())
+            .for_each(|v| *v = 0.0);
     }
 
     /// Valid entries of a ring state (the tokens it holds).
@@ -204,6 +207,7 @@ impl<'a> WindowAttention<'a> {
 
     /// `q`, `k`, `v` of `n` tokens (`x` is `n x D`) into `q`, `k`, `v`
     /// (`n x D` each).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn project(
         &self,
         cx: &Ctx<'_, 'a>,
@@ -218,7 +222,8 @@ impl<'a> WindowAttention<'a> {
         let quantized = self.matrices().iter().any(|m| m.data().is_quantized());
         let xq = quantize_input(kern, quantized, x, quant);
         for (w, o) in [(&self.wq, q), (&self.wk, k), (&self.wv, v)] {
-            cx.par.run(&RowTask::new(kern, *w, task_input(w, x, xq), n), o);
+            cx.par
+                .run(&RowTask::new(kern, *w, task_input(w, x, xq), n), o);
         }
     }
 
@@ -226,6 +231,7 @@ impl<'a> WindowAttention<'a> {
     /// oldest entry when it is full), then attends with `q` (`D`): the heads'
     /// outputs into `y` (`D`) and their log partition functions into `lse`
     /// (`H`). Slices are the sizes above (callers check).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn attend(
         &self,
         kernels: &Kernels,
@@ -248,7 +254,7 @@ impl<'a> WindowAttention<'a> {
         counters[1] = filled as f32;
         let oldest = (slot + w + 1 - filled) % w;
         let scale = 1.0 / libm::sqrtf(dh as f32);
-        for h in 0..self.n_heads {
+        for (h, lse_h) in lse.iter_mut().enumerate().take(self.n_heads) {
             let cols = h * dh..(h + 1) * dh;
             let qh = &q[cols.clone()];
             let yh = &mut y[cols.clone()];
@@ -296,7 +302,7 @@ impl<'a> WindowAttention<'a> {
             }
             let inv = 1.0 / z;
             yh.iter_mut().for_each(|a| *a *= inv);
-            lse[h] = m + libm::logf(z);
+            *lse_h = m + libm::logf(z);
         }
     }
 }

@@ -41,14 +41,6 @@ fn convert_fixture(dir: &TempDir, dtype: &str, which: &str) -> PathBuf {
     out
 }
 
-/// A file's bytes in a 4-byte-aligned buffer.
-fn aligned(path: &Path) -> Vec<u32> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let mut words = vec![0u32; bytes.len().div_ceil(4)];
-    bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
-    words
-}
-
 fn as_bytes(words: &[u32], len: usize) -> &[u8] {
     &bytemuck::cast_slice::<u32, u8>(words)[..len]
 }

@@ -27,14 +27,6 @@ fn convert(input: &Path, output: &Path, extra: &[&str]) {
     ok(&latte(args));
 }
 
-/// A file's bytes in a 4-byte-aligned buffer (F32 tensors are read in place).
-fn aligned(path: &Path) -> Vec<u32> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let mut words = vec![0u32; bytes.len().div_ceil(4)];
-    bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
-    words
-}
-
 fn tokens(v: &Value) -> Vec<u32> {
     v.as_array()
         .expect("array")

@@ -22,7 +22,7 @@ use crate::mapped::Mapped;
 use crate::ConvertArgs;
 use quant::Policy;
 pub use quant::TensorType;
-use scheme::{WINDOW_ROLES, Hyper, Role, Scheme, DECAY_AFTER, LAYER_ROLES};
+use scheme::{Hyper, Role, Scheme, DECAY_AFTER, LAYER_ROLES, WINDOW_ROLES};
 
 /// Safetensors metadata key holding the reference trainer's configuration.
 const TRAINER_CONFIG_KEY: &str = "latte.config";

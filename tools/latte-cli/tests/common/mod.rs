@@ -371,3 +371,12 @@ pub fn fixture() -> serde_json::Value {
 pub fn os<S: AsRef<OsStr> + ?Sized>(s: &S) -> &OsStr {
     s.as_ref()
 }
+
+/// A file's bytes in a 4-byte-aligned buffer (F32 tensors are read in place).
+#[allow(dead_code)]
+pub fn aligned(path: &Path) -> Vec<u32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mut words = vec![0u32; bytes.len().div_ceil(4)];
+    bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
+    words
+}
