@@ -46,7 +46,10 @@ fn u32s(v: &Value) -> Vec<u32> {
 
 /// Converts the fixture of `combine` to `dtype`; returns the file's words.
 fn converted(dir: &TempDir, combine: &str, dtype: &str) -> Vec<u32> {
-    let src = PathBuf::from(format!("{FIXTURE}/macchiato-{combine}.safetensors"));
+    let src = PathBuf::from(match combine {
+        "attention" => format!("{FIXTURE}/attention.safetensors"),
+        _ => format!("{FIXTURE}/macchiato-{combine}.safetensors"),
+    });
     let out = dir.path(&format!("{combine}-{dtype}.gguf"));
     convert(&src, &out, &["--dtype", dtype]);
     aligned(&out)
@@ -54,35 +57,56 @@ fn converted(dir: &TempDir, combine: &str, dtype: &str) -> Vec<u32> {
 
 /// f32 logits after every prompt byte and every (teacher-forced) golden
 /// greedy byte within 1e-4 of the float64 golden ones, and the model's own
-/// greedy text equal to the golden one.
+/// greedy text equal to the golden one: both Macchiato combinations and the
+/// full-attention baseline (its KV cache is the ring, sized to the
+/// training length of 64 tokens by default, here 128).
 #[test]
-fn both_combinations_match_their_float64_goldens() {
+fn both_combinations_and_attention_match_their_float64_goldens() {
     let dir = TempDir::new("macchiato-golden");
-    for combine in ["sum", "joint"] {
+    for combine in ["sum", "joint", "attention"] {
         let gold = golden(combine);
-        assert_eq!(gold["config"]["window"], 5);
-        assert_eq!(gold["config"]["combine"], combine);
         assert_eq!(gold["form"], "recurrent reference, float64");
         let words = converted(&dir, combine, "f32");
         let bytes = bytemuck::cast_slice::<u32, u8>(&words);
         let g = Gguf::parse(bytes).unwrap();
-        assert_eq!(g.get_str("latte.mixer"), Ok("macchiato"));
-        assert_eq!(g.get_u32("latte.window"), Ok(5));
-        assert_eq!(g.get_str("latte.window_combine"), Ok(combine));
         let model = Model::from_gguf(bytes).unwrap();
-        let want_combine = if combine == "sum" {
-            Combine::Sum
+        if combine == "attention" {
+            assert_eq!(gold["config"]["mixer"], "attention");
+            assert_eq!(g.get_str("latte.mixer"), Ok("attention"));
+            assert_eq!(g.get_u32("latte.window"), Ok(0));
+            assert!(g.tensor("blk.0.attn_q.weight").is_none());
+            assert_eq!(
+                model.config().mixing,
+                Mixing::Attention {
+                    window: 64,
+                    full: true
+                }
+            );
+            assert_eq!(model.mixer(0).unwrap().kind(), "attention");
+            assert_eq!(model.max_tokens(), Some(64));
         } else {
-            Combine::Joint
-        };
-        assert_eq!(
-            model.config().mixing,
-            Mixing::Macchiato {
-                window: 5,
-                combine: want_combine
-            }
-        );
-        assert_eq!(model.mixer(0).unwrap().kind(), "macchiato");
+            assert_eq!(gold["config"]["window"], 5);
+            assert_eq!(gold["config"]["combine"], combine);
+            assert_eq!(g.get_str("latte.mixer"), Ok("macchiato"));
+            assert_eq!(g.get_u32("latte.window"), Ok(5));
+            assert_eq!(g.get_str("latte.window_combine"), Ok(combine));
+            let want_combine = if combine == "sum" {
+                Combine::Sum
+            } else {
+                Combine::Joint
+            };
+            assert_eq!(
+                model.config().mixing,
+                Mixing::Macchiato {
+                    window: 5,
+                    combine: want_combine
+                }
+            );
+            assert_eq!(model.mixer(0).unwrap().kind(), "macchiato");
+            assert_eq!(model.max_tokens(), None);
+        }
+        // The golden prompts and continuations run to 96 tokens.
+        let model = model.with_attention_capacity(128).unwrap();
         let mut state = vec![0f32; model.state_len()];
         let mut scratch = vec![0f32; model.scratch_len()];
         let mut s = Session::new(&model, &mut state, &mut scratch).unwrap();
@@ -150,7 +174,7 @@ fn prefill_and_every_kernel_path_give_the_bits_of_scalar_steps() {
         .iter()
         .map(|&b| b as u32)
         .collect();
-    for combine in ["sum", "joint"] {
+    for combine in ["sum", "joint", "attention"] {
         for dtype in ["f32", "q8_0"] {
             let words = converted(&dir, combine, dtype);
             let bytes = bytemuck::cast_slice::<u32, u8>(&words);
@@ -298,5 +322,55 @@ fn window_tensors_and_configuration_must_agree() {
     fails(
         &latte([os("convert"), os(&p), os("-o"), os(&out)]),
         &["combine `max`"],
+    );
+}
+
+/// Full attention cannot forget: a session refuses the token past its KV
+/// cache's capacity (and a prompt that would not fit) with a typed error
+/// and stays usable; a larger capacity, chosen at load time, takes more
+/// state and runs on.
+#[test]
+fn full_attention_refuses_tokens_past_its_capacity() {
+    let dir = TempDir::new("attention-capacity");
+    let words = converted(&dir, "attention", "f32");
+    let bytes = bytemuck::cast_slice::<u32, u8>(&words);
+    let model = Model::from_gguf(bytes).unwrap();
+    let c = model.config();
+    assert_eq!(model.state_len(), c.n_layers * (2 * 64 * c.d_model + 2));
+    let mut state = vec![0f32; model.state_len()];
+    let mut scratch = vec![0f32; model.scratch_len()];
+    let mut s = Session::new(&model, &mut state, &mut scratch).unwrap();
+    let prompt: Vec<u32> = (0..60).map(|i| (i * 11) % 256).collect();
+    s.feed(&prompt).unwrap();
+    assert_eq!(
+        s.feed(&prompt[..5]),
+        Err(latte_core::Error::ContextFull { capacity: 64 })
+    );
+    assert_eq!(s.position(), 60, "a refused prompt changes nothing");
+    for t in 0..4 {
+        s.step(t).unwrap();
+    }
+    let err = s.step(4).unwrap_err();
+    assert_eq!(err, latte_core::Error::ContextFull { capacity: 64 });
+    assert!(err.to_string().contains("reset the session"));
+    // Capacity 100: more state, and the 65th token runs, with the logits of
+    // the smaller cache for the first 64.
+    let big = Model::from_gguf(bytes)
+        .unwrap()
+        .with_attention_capacity(100)
+        .unwrap();
+    assert_eq!(big.state_len(), c.n_layers * (2 * 100 * c.d_model + 2));
+    let toks: Vec<u32> = (0..80).map(|i| (i * 5 + 1) % 256).collect();
+    let small = stepped(&model, &toks[..64]);
+    let large = stepped(&big, &toks);
+    assert_eq!(small[..], large[..64]);
+    assert_eq!(
+        Model::from_gguf(bytes)
+            .unwrap()
+            .with_attention_capacity(0)
+            .unwrap_err(),
+        latte_core::Error::ZeroSize {
+            key: "latte.window"
+        }
     );
 }

@@ -21,13 +21,14 @@ def save_safetensors(model: LatteLM, path: Path, name: str = "latte") -> None:
     # A gated model also carries its rates themselves (float64 then rounded), so
     # that a converter needs no knowledge of their parametrisation.
     for i, blk in enumerate(model.blocks):
-        lam = blk.latte.decay_logit
+        lam = blk.latte.decay_logit if blk.latte is not None else None
         if lam is not None:
             rates = model.cfg.decay_max * torch.sigmoid(lam.detach().double())
             tensors[f"blocks.{i}.latte.{DECAY_RATES}"] = rates.float().cpu().contiguous()
-        if blk.local is not None:
-            slopes = torch.exp(blk.local.slope_log.detach().double())
-            tensors[f"blocks.{i}.local.{WINDOW_SLOPES}"] = slopes.float().cpu().contiguous()
+        for part, mod in (("local", blk.local), ("attn", blk.attn)):
+            if mod is not None:
+                slopes = torch.exp(mod.slope_log.detach().double())
+                tensors[f"blocks.{i}.{part}.{WINDOW_SLOPES}"] = slopes.float().cpu().contiguous()
     meta = {"format": "pt", "latte.config": model.cfg.to_json(), "latte.name": name}
     save_file(tensors, str(path), metadata=meta)
 
@@ -40,7 +41,8 @@ def load_safetensors(path: Path) -> Tuple[LatteLM, dict]:
     cfg = LatteConfig.from_json(meta["latte.config"])
     model = LatteLM(cfg)
     tensors = {k: v for k, v in load_file(str(path)).items()
-               if not k.endswith(f".latte.{DECAY_RATES}") and not k.endswith(f".local.{WINDOW_SLOPES}")}
+               if not k.endswith(f".latte.{DECAY_RATES}") and not k.endswith(f".local.{WINDOW_SLOPES}")
+               and not k.endswith(f".attn.{WINDOW_SLOPES}")}
     model.load_state_dict(tensors)
     model.eval()
     return model, meta

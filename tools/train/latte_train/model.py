@@ -60,6 +60,10 @@ class LatteConfig:
     # ``combine``: "sum" (v3/v4) or "joint" (v5's one normalisation).
     window: int = 0
     combine: str = "sum"
+    # The mixer of every block: "latte", "macchiato" (set by a window > 0) or
+    # "attention" (causal softmax attention alone over ``window`` tokens, 0 =
+    # all: the standard-attention baseline; no Latte term).
+    mixer: str = "latte"
 
     def __post_init__(self) -> None:
         if self.d_ff == 0:
@@ -72,10 +76,16 @@ class LatteConfig:
             raise ValueError("VAPOR needs an even head width d_model / n_heads")
         if self.window < 0:
             raise ValueError("window must be >= 0 (0: no local attention)")
+        if self.mixer == "latte" and self.window > 0:
+            self.mixer = "macchiato"
+        if self.mixer not in ("latte", "macchiato", "attention"):
+            raise ValueError(f"unknown mixer {self.mixer!r}")
+        if self.mixer == "macchiato" and self.window == 0:
+            raise ValueError("a Macchiato model needs a window >= 1")
         if self.combine not in ("sum", "joint"):
             raise ValueError(f"unknown combine {self.combine!r}")
-        if self.window and (self.d_model // self.n_heads) % 2:
-            raise ValueError("a window needs an even head width d_model / n_heads")
+        if self.mixer != "latte" and (self.d_model // self.n_heads) % 2:
+            raise ValueError("window attention needs an even head width d_model / n_heads")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -370,15 +380,17 @@ class Block(nn.Module):
 
     def __init__(self, cfg: LatteConfig):
         super().__init__()
+        from .attention import CausalAttention
+
         self.cfg = cfg
         self.ln1 = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
-        self.latte = LatteMix(cfg)
-        if cfg.window:
-            from .attention import CausalAttention
-
-            self.local = CausalAttention(cfg.d_model, cfg.n_heads, cfg.window, pos="bias", out=False)
+        self.latte = self.local = self.attn = None
+        if cfg.mixer == "attention":
+            self.attn = CausalAttention(cfg.d_model, cfg.n_heads, cfg.window, pos="bias", out=True)
         else:
-            self.local = None
+            self.latte = LatteMix(cfg)
+        if cfg.mixer == "macchiato":
+            self.local = CausalAttention(cfg.d_model, cfg.n_heads, cfg.window, pos="bias", out=False)
         self.ln2 = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         self.mlp = Mlp(cfg)
 
@@ -396,6 +408,10 @@ class Block(nn.Module):
 
     def mix(self, x: torch.Tensor, state: Optional[LatteState] = None) -> torch.Tensor:
         """The sequence mixer of normalised inputs x (B, T, D) -> (B, T, D)."""
+        if self.attn is not None:
+            if state is not None:
+                raise ValueError("an attention model trains on fresh windows: no carried state")
+            return self.attn(x)
         if self.local is None:
             return self.latte(x, state)
         if state is not None:
@@ -414,7 +430,9 @@ class Block(nn.Module):
 
     def step(self, h: torch.Tensor, st: LatteState) -> torch.Tensor:
         x = self.ln1(h)
-        if self.local is None:
+        if self.attn is not None:
+            h = h + self.attn.step(x.to(st.S.dtype), st.window).to(h.dtype)
+        elif self.local is None:
             h = h + self.latte.step(x, st)
         else:
             y_latte, q = self.latte.step_heads(x, st)
@@ -465,12 +483,18 @@ class LatteLM(nn.Module):
             h = blk(h, None if states is None else states[i])
         return self.head(self.ln_f(h))
 
+    # Tokens a full-attention model's recurrent form can hold (``new_state``).
+    attention_capacity = 4096
+
     def new_state(self, batch: int = 1, dtype=torch.float32) -> List[LatteState]:
         states = []
         for blk in self.blocks:
             st = LatteState(batch, self.cfg, dtype, self.head.weight.device)
             if blk.local is not None:
                 st.window = blk.local.new_cache(batch, dtype=dtype)
+            if blk.attn is not None:
+                # Full attention: a KV cache of ``attention_capacity`` tokens.
+                st.window = blk.attn.new_cache(batch, self.attention_capacity, dtype=dtype)
             states.append(st)
         return states
 

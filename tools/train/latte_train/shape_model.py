@@ -32,13 +32,15 @@ def main() -> None:
     ap.add_argument("--gate", choices=["none", "decay"], default="none")
     ap.add_argument("--window", type=int, default=0, help="Latte-Macchiato's window (0: plain Latte)")
     ap.add_argument("--combine", choices=["sum", "joint"], default="sum")
+    ap.add_argument("--attention", action="store_true",
+                    help="causal softmax attention alone over --window tokens (0: all), no Latte")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     try:
         cfg = LatteConfig(d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,
                           n_latents=args.latents, max_seq_len=args.seq, pos_encoding=args.pos,
                           latent_decay=args.gate == "decay", window=args.window,
-                          combine=args.combine)
+                          combine=args.combine, mixer="attention" if args.attention else "latte")
     except ValueError as e:
         raise SystemExit(f"error: {e}")
     torch.manual_seed(args.seed)

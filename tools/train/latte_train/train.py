@@ -309,7 +309,7 @@ def main() -> None:
             lv = loss.item()
             if not math.isfinite(lv):
                 raise SystemExit(f"error: loss became {lv} at step {step}")
-            keys = max(float(b.latte.key_range) for b in raw.blocks)
+            keys = max((float(b.latte.key_range) for b in raw.blocks if b.latte is not None), default=0.0)
             widest_keys = max(widest_keys, keys)
             el = time.time() - t0
             frac = max(progress(step + 1, el), 1e-9)

@@ -137,3 +137,19 @@ def test_the_two_combinations_differ_and_share_parameters():
         names.append(sorted(n for n, _ in m.named_parameters()))
     assert names[0] == names[1]
     assert not torch.allclose(outs[0], outs[1])
+
+
+def test_attention_model_parallel_and_recurrent_agree():
+    from latte_train.model import LatteConfig, LatteLM
+
+    for window in (0, 3):
+        cfg = LatteConfig(d_model=16, n_heads=2, n_latents=6, n_layers=2, pos_encoding="none",
+                          window=window, mixer="attention")
+        torch.manual_seed(5)
+        model = LatteLM(cfg).double()
+        assert all(b.latte is None and b.attn is not None for b in model.blocks)
+        toks = torch.randint(0, 256, (1, 10))
+        par = model(toks)[0]
+        st = model.new_state(1, torch.float64)
+        rec = torch.stack([model.step(toks[:, i], i, st)[0] for i in range(10)])
+        assert torch.allclose(par, rec, atol=1e-9, rtol=0), (window, (par - rec).abs().max())

@@ -68,6 +68,10 @@ struct TrainerConfig {
     window: u64,
     #[serde(default)]
     combine: Option<String>,
+    /// "latte", "macchiato" or "attention" (absent in older checkpoints:
+    /// Macchiato when there is a window).
+    #[serde(default)]
+    mixer: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -86,9 +90,56 @@ struct Plan {
     positions: Positions,
     /// `latte.latent_decay`: every block has `attn_decay`.
     latent_decay: bool,
-    /// Latte-Macchiato: `(window, combine)`; every block has the window's
-    /// tensors.
-    macchiato: Option<(u64, latte_core::Combine)>,
+    /// The blocks' mixer.
+    mixer: PlanMixer,
+}
+
+/// A model's mixer and what it adds to the file.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum PlanMixer {
+    Latte,
+    /// Every block also has the window's tensors.
+    Macchiato {
+        window: u64,
+        combine: latte_core::Combine,
+    },
+    /// Every block has the window's tensors and `attn_output`, no Latte
+    /// tensors; window 0 is full attention.
+    Attention {
+        window: u64,
+    },
+}
+
+impl PlanMixer {
+    fn from_trainer(c: &TrainerConfig, shown: &str) -> Result<PlanMixer> {
+        let mixer = c
+            .mixer
+            .as_deref()
+            .unwrap_or(if c.window > 0 { "macchiato" } else { "latte" });
+        Ok(match mixer {
+            "latte" => PlanMixer::Latte,
+            "macchiato" => PlanMixer::Macchiato {
+                window: c.window,
+                combine: match c.combine.as_deref().unwrap_or("sum") {
+                    "sum" => latte_core::Combine::Sum,
+                    "joint" => latte_core::Combine::Joint,
+                    other => bail!(
+                        "{shown}: combine `{other}` in {TRAINER_CONFIG_KEY} is not supported \
+                         (sum or joint are)"
+                    ),
+                },
+            },
+            "attention" => PlanMixer::Attention { window: c.window },
+            other => bail!(
+                "{shown}: mixer `{other}` in {TRAINER_CONFIG_KEY} is not supported \
+                 (latte, macchiato or attention are)"
+            ),
+        })
+    }
+
+    fn windowed(self) -> bool {
+        self != PlanMixer::Latte
+    }
 }
 
 type Found<'d> = BTreeMap<(Option<u64>, Role), (String, TensorView<'d>)>;
@@ -125,7 +176,11 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
     };
 
     let gated = trainer_config.as_ref().is_some_and(|c| c.latent_decay);
-    let windowed = trainer_config.as_ref().is_some_and(|c| c.window > 0);
+    let mixer = match &trainer_config {
+        Some(c) => PlanMixer::from_trainer(c, &shown)?,
+        None => PlanMixer::Latte,
+    };
+    let windowed = mixer.windowed();
 
     // Map every checkpoint name to a parameter; collect the strangers.
     let mut found: Found = BTreeMap::new();
@@ -193,7 +248,20 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
             }
         }
     }
-    let order = file_order(n_layers, gated, windowed);
+    if matches!(mixer, PlanMixer::Attention { .. }) {
+        // An attention model has no Latte projections.
+        let strays: Vec<_> = found
+            .keys()
+            .filter(|(_, r)| matches!(r, Role::Q | Role::K | Role::V))
+            .copied()
+            .collect();
+        for key in strays {
+            if let Some((name, _)) = found.remove(&key) {
+                unknown.push(format!("{name} (a Latte tensor in an attention model)"));
+            }
+        }
+    }
+    let order = file_order(n_layers, gated, mixer);
     let missing: Vec<String> = order
         .iter()
         .filter(|k| !found.contains_key(k))
@@ -289,9 +357,12 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
             ", decay gate (an extension)"
         } else {
             ""
-        } + &match plan.macchiato {
-            Some((w, c)) => format!(", Macchiato window {w} ({})", c.name()),
-            None => String::new(),
+        } + &match plan.mixer {
+            PlanMixer::Latte => String::new(),
+            PlanMixer::Macchiato { window, combine } =>
+                format!(", Macchiato window {window} ({})", combine.name()),
+            PlanMixer::Attention { window: 0 } => ", full softmax attention".to_string(),
+            PlanMixer::Attention { window } => format!(", softmax attention over {window} tokens"),
         }
     );
     Ok(())
@@ -369,7 +440,12 @@ fn check_decay(
             .filter(|((_, role), _)| *role == Role::Decay)
             .map(|(_, (name, _))| name.clone())
             .collect();
-        present.extend(skipped.iter().cloned());
+        present.extend(
+            skipped
+                .iter()
+                .filter(|n| n.ends_with(".decay_logit"))
+                .cloned(),
+        );
         ensure!(
             present.is_empty(),
             "{shown} holds decay-gate tensors ({}) but {}; a model without the gate has none \
@@ -388,10 +464,15 @@ fn check_decay(
 
 /// Parameters in model-file order (FORMAT.md); with the decay gate each
 /// block's `attn_decay` follows its `attn_output`.
-fn file_order(n_layers: u64, gated: bool, windowed: bool) -> Vec<(Option<u64>, Role)> {
+fn file_order(n_layers: u64, gated: bool, mixer: PlanMixer) -> Vec<(Option<u64>, Role)> {
+    let windowed = mixer.windowed();
+    let attention = matches!(mixer, PlanMixer::Attention { .. });
     let mut v = vec![(None, Role::TokEmb)];
     for i in 0..n_layers {
         for &r in &LAYER_ROLES {
+            if attention && matches!(r, Role::Q | Role::K | Role::V) {
+                continue;
+            }
             v.push((Some(i), r));
             if gated && r == DECAY_AFTER {
                 v.push((Some(i), Role::Decay));
@@ -503,20 +584,7 @@ fn plan_from_trainer(c: &TrainerConfig, args: &ConvertArgs, shown: &str) -> Resu
         ln_eps: c.ln_eps as f32,
         positions,
         latent_decay: c.latent_decay,
-        macchiato: match c.window {
-            0 => None,
-            w => Some((
-                w,
-                match c.combine.as_deref().unwrap_or("sum") {
-                    "sum" => latte_core::Combine::Sum,
-                    "joint" => latte_core::Combine::Joint,
-                    other => bail!(
-                        "{shown}: combine `{other}` in {TRAINER_CONFIG_KEY} is not supported \
-                         (sum or joint are)"
-                    ),
-                },
-            )),
-        },
+        mixer: PlanMixer::from_trainer(c, shown)?,
     })
 }
 
@@ -559,7 +627,7 @@ fn plan_from_flax(found: &Found, args: &ConvertArgs, n_layers: u64) -> Result<Pl
         ln_eps: FLAX_LN_EPS,
         positions: Positions::Sinusoidal,
         latent_decay: false,
-        macchiato: None,
+        mixer: PlanMixer::Latte,
     })
 }
 
@@ -727,10 +795,17 @@ fn add_metadata(w: &mut GgufWriter<'_>, p: &Plan, name: &str) -> Result<()> {
     if p.latent_decay {
         w.add_bool("latte.latent_decay", true)?;
     }
-    if let Some((window, combine)) = p.macchiato {
-        w.add_string("latte.mixer", "macchiato")?;
-        w.add_u32("latte.window", u(window)?)?;
-        w.add_string("latte.window_combine", combine.name())?;
+    match p.mixer {
+        PlanMixer::Latte => {}
+        PlanMixer::Macchiato { window, combine } => {
+            w.add_string("latte.mixer", "macchiato")?;
+            w.add_u32("latte.window", u(window)?)?;
+            w.add_string("latte.window_combine", combine.name())?;
+        }
+        PlanMixer::Attention { window } => {
+            w.add_string("latte.mixer", "attention")?;
+            w.add_u32("latte.window", u(window)?)?;
+        }
     }
     if hp.vocab == 256 {
         w.add_string("tokenizer.ggml.model", "bytes")?;
@@ -784,14 +859,14 @@ mod tests {
 
     #[test]
     fn order_matches_format() {
-        let o = file_order(2, false, false);
+        let o = file_order(2, false, PlanMixer::Latte);
         assert_eq!(o.len(), 1 + 2 * 12 + 4);
         let names: Vec<String> = o.iter().map(|&(l, r)| r.gguf_name(l)).collect();
         assert_eq!(names[0], "token_embd.weight");
         assert_eq!(names[1], "blk.0.attn_norm.weight");
         assert_eq!(names[13], "blk.1.attn_norm.weight");
         assert_eq!(names[28], "output.bias");
-        let o = file_order(2, true, false);
+        let o = file_order(2, true, PlanMixer::Latte);
         assert_eq!(o.len(), 1 + 2 * 13 + 4);
         let names: Vec<String> = o.iter().map(|&(l, r)| r.gguf_name(l)).collect();
         assert_eq!(names[6], "blk.0.attn_output.weight");

@@ -228,13 +228,19 @@ const TRAINER_LAYER: &[(&str, Role)] = &[
     ("local.wk.weight", Role::WinK),
     ("local.wv.weight", Role::WinV),
     ("local.slope", Role::WinSlope),
+    // An attention model's blocks (the baseline): no Latte tensors.
+    ("attn.wq.weight", Role::WinQ),
+    ("attn.wk.weight", Role::WinK),
+    ("attn.wv.weight", Role::WinV),
+    ("attn.wo.weight", Role::O),
+    ("attn.slope", Role::WinSlope),
 ];
 /// Per-block trainer tensors that are not parameters of the model file: the
 /// decay gate's trained parameter (the rates, `latte.decay`, are derived
 /// from it and exported beside it).
 /// Likewise the window's slopes: the trained `local.slope_log`, exported
 /// as the slopes themselves (`local.slope`).
-const TRAINER_LAYER_SKIPPED: &[&str] = &["latte.decay_logit", "local.slope_log"];
+const TRAINER_LAYER_SKIPPED: &[&str] = &["latte.decay_logit", "local.slope_log", "attn.slope_log"];
 
 const FLAX_GLOBAL: &[(&str, Role)] = &[
     ("Encoder_0/Embed_0/embedding", Role::TokEmb),
