@@ -578,6 +578,29 @@ impl<'a> Model<'a> {
         .map(|m| m.with_kernels(self.kernels))
     }
 
+    /// Bytes of a session's state that hold information after `tokens`
+    /// tokens: everything for Latte (a constant), and of a window's ring
+    /// only the entries filled so far (`min(tokens, W)`; for full attention
+    /// the KV cache grows with every token). [`Model::state_bytes`] is what
+    /// a session allocates.
+    pub fn state_bytes_in_use(&self, tokens: u64) -> usize {
+        let d = self.config.d_model;
+        self.blocks
+            .iter()
+            .take(self.config.n_layers)
+            .map(|b| {
+                let ring = b.mixer.ring_len();
+                let w = self.config.mixing.window();
+                let used = if ring == 0 {
+                    0
+                } else {
+                    (tokens.min(w as u64) as usize) * 2 * d + 2
+                };
+                (b.mixer.state_len() - ring + used) * 4
+            })
+            .sum()
+    }
+
     /// Tokens a session can hold: the KV cache's capacity for full
     /// attention, `None` (unbounded) for every other mixer.
     pub fn max_tokens(&self) -> Option<u64> {

@@ -27,6 +27,8 @@ occasional intervals, when it was checked by a violent gust of wind which swept 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Point {
     pub context: usize,
+    /// Bytes of state in use at this context ([`Model::state_bytes_in_use`]).
+    pub state_bytes: usize,
     pub median_us: f64,
     pub mean_us: f64,
     pub min_us: f64,
@@ -35,7 +37,7 @@ pub struct Point {
 }
 
 impl Point {
-    fn from_samples(context: usize, mut us: Vec<f64>) -> Point {
+    fn from_samples(context: usize, state_bytes: usize, mut us: Vec<f64>) -> Point {
         us.sort_by(f64::total_cmp);
         let n = us.len();
         let median = if n == 0 {
@@ -47,6 +49,7 @@ impl Point {
         };
         Point {
             context,
+            state_bytes,
             median_us: median,
             mean_us: if n == 0 {
                 0.0
@@ -98,9 +101,14 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         }
     }
     let bytes = Mapped::open(&args.model)?;
+    // A full-attention model's KV cache must hold every token the bench
+    // feeds (other models ignore the capacity).
+    let tokens = (args.max_ctx + args.samples).max(args.prefill + args.decode);
     let model = Model::from_gguf(&bytes)
         .with_context(|| format!("{shown}: cannot load the model"))?
-        .with_kernels(kernels);
+        .with_kernels(kernels)
+        .with_attention_capacity(tokens)
+        .with_context(|| format!("{shown}: a KV cache of {tokens} tokens"))?;
     let vocab = model.config().vocab_size;
     ensure!(
         vocab <= 256,
@@ -159,14 +167,14 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     );
     let _ = writeln!(
         out,
-        "  {:>8}  {:>10}  {:>10}  {:>10}",
-        "context", "median_us", "mean_us", "min_us"
+        "  {:>8}  {:>10}  {:>10}  {:>10}  {:>12}",
+        "context", "median_us", "mean_us", "min_us", "state_bytes"
     );
     for p in &points {
         let _ = writeln!(
             out,
-            "  {:>8}  {:>10.2}  {:>10.2}  {:>10.2}",
-            p.context, p.median_us, p.mean_us, p.min_us
+            "  {:>8}  {:>10.2}  {:>10.2}  {:>10.2}  {:>12}",
+            p.context, p.median_us, p.mean_us, p.min_us, p.state_bytes
         );
     }
     if let (Some(first), Some(last)) = (points.first(), points.last()) {
@@ -290,7 +298,11 @@ fn measure<'a>(args: &BenchArgs, model: &Model<'a>, par: &dyn Parallel<'a>) -> R
                 us.push(t.elapsed().as_secs_f64() * 1e6);
                 pos += 1;
             }
-            points.push(Point::from_samples(c, us));
+            points.push(Point::from_samples(
+                c,
+                model.state_bytes_in_use(c as u64),
+                us,
+            ));
             next.next();
         }
         if pos.is_multiple_of(1024) {
@@ -313,12 +325,12 @@ fn file_name(p: &Path) -> String {
 }
 
 pub fn csv(points: &[Point]) -> String {
-    let mut s = String::from("context,median_us,mean_us,min_us,max_us,samples\n");
+    let mut s = String::from("context,median_us,mean_us,min_us,max_us,samples,state_bytes\n");
     for p in points {
         let _ = writeln!(
             s,
-            "{},{:.3},{:.3},{:.3},{:.3},{}",
-            p.context, p.median_us, p.mean_us, p.min_us, p.max_us, p.samples
+            "{},{:.3},{:.3},{:.3},{:.3},{},{}",
+            p.context, p.median_us, p.mean_us, p.min_us, p.max_us, p.samples, p.state_bytes
         );
     }
     s
@@ -362,16 +374,16 @@ mod tests {
 
     #[test]
     fn points_and_plot() {
-        let p = Point::from_samples(64, vec![3.0, 1.0, 2.0, 10.0]);
+        let p = Point::from_samples(64, 0, vec![3.0, 1.0, 2.0, 10.0]);
         assert_eq!(
             (p.median_us, p.mean_us, p.min_us, p.max_us),
             (2.5, 4.0, 1.0, 10.0)
         );
-        let p = Point::from_samples(64, vec![3.0, 1.0, 2.0]);
+        let p = Point::from_samples(64, 0, vec![3.0, 1.0, 2.0]);
         assert_eq!(p.median_us, 2.0);
         let pts: Vec<Point> = [64usize, 128, 256]
             .iter()
-            .map(|&c| Point::from_samples(c, vec![100.0, 110.0]))
+            .map(|&c| Point::from_samples(c, 0, vec![100.0, 110.0]))
             .collect();
         let s = svg(&pts, "a<b & c");
         assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
