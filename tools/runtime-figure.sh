@@ -12,7 +12,11 @@
 # Writes OUT_DIR/{latte,macchiato,attention}.csv (latte bench --csv),
 # OUT_DIR/runtime.csv (the three side by side), OUT_DIR/runtime.svg (time and
 # memory against context, log scales) and OUT_DIR/summary.txt (the crossover
-# contexts). Optional: MAX_CTX (default 65536) and ATT_MAX_CTX (attention's
+# contexts). With M4=1 also the Cortex-M4 (QEMU mps2-an386, `-icount`):
+# instructions per decode token at contexts 64 to 4,096 from the board's
+# `context-cost` firmware, the weights in flash and the state in static RAM
+# (4 MiB: full attention's KV cache fits 520 tokens), into OUT_DIR/m4.csv and
+# OUT_DIR/m4-*.txt. Optional: MAX_CTX (default 65536) and ATT_MAX_CTX (attention's
 # longest context, default MAX_CTX: its curve costs time quadratic in it,
 # about 30 minutes to 65536 on one Zen 3 core), SAMPLES (default 32),
 # LATTE_BIN (a built latte), KERNELS (a kernel path).
@@ -47,6 +51,12 @@ shape="--d-model 128 --layers 6 --heads 4 --latents 64 --seq 256 --pos none --se
   python3 -m latte_train.shape_model $shape --window 0 --attention --name attention \
     -o "$tmp/attention.safetensors"
 )
+if [ "${M4:-0}" = 1 ]; then
+  # Full attention on the board: a KV cache of 520 tokens (3.2 MB of RAM).
+  (cd tools/train && python3 -m latte_train.shape_model $(echo "$shape" | sed 's/--seq 256/--seq 520/') \
+    --window 0 --attention --name attention-520 -o "$tmp/attention-520.safetensors")
+  "$latte" convert "$tmp/attention-520.safetensors" -o "$tmp/attention-520.gguf" --dtype q8_0
+fi
 for m in latte macchiato attention; do
   "$latte" convert "$tmp/$m.safetensors" -o "$tmp/$m.gguf" --dtype q8_0
   ctx=$max
@@ -55,6 +65,32 @@ for m in latte macchiato attention; do
   "$latte" bench -m "$tmp/$m.gguf" -t 1 "${kern[@]}" --max-ctx "$ctx" --samples "$samples" \
     --prefill 256 --decode 64 --csv "$out/$m.csv" | tee "$out/$m.txt"
 done
+if [ "${M4:-0}" = 1 ]; then
+  for m in latte macchiato attention; do
+    f=$tmp/$m.gguf
+    [ "$m" = attention ] && f=$tmp/attention-520.gguf
+    echo "== Cortex-M4 (QEMU mps2-an386): $m"
+    (cd boards/mps2-an386 && LATTE_MODEL=$f cargo run --release --bin context-cost) | tee "$out/m4-$m.txt"
+  done
+  python3 - "$out" <<'EOF'
+import re, sys
+out = sys.argv[1]
+rows = {}
+for m in ("latte", "macchiato", "attention"):
+    for line in open(f"{out}/m4-{m}.txt"):
+        g = re.match(r"context: (\d+) (\d+) instructions per token, state in use (\d+) bytes", line)
+        if g:
+            rows.setdefault(int(g[1]), {})[m] = (g[2], g[3])
+with open(f"{out}/m4.csv", "w") as f:
+    f.write("context,latte_instructions,latte_state_bytes,macchiato_instructions,macchiato_state_bytes,"
+            "attention_instructions,attention_state_bytes\n")
+    for c in sorted(rows):
+        cells = []
+        for m in ("latte", "macchiato", "attention"):
+            cells += list(rows[c].get(m, ("", "")))
+        f.write(f"{c}," + ",".join(cells) + "\n")
+EOF
+fi
 python3 - "$out" <<'EOF'
 import csv, math, sys
 out = sys.argv[1]

@@ -205,6 +205,67 @@ fn generate<C: Counter>(
     })
 }
 
+/// Contexts at which [`context_costs`] measures a token (those the model can
+/// hold: a full-attention model stops at its KV cache's capacity).
+pub const COST_CONTEXTS: [u64; 7] = [64, 128, 256, 512, 1024, 2048, 4096];
+/// Steps timed at each context.
+pub const COST_STEPS: u64 = 8;
+
+/// The runtime figure on the device: feeds a fixed text token by token and,
+/// at each of [`COST_CONTEXTS`], prints what one decode step costs (the mean
+/// of [`COST_STEPS`]) and the state in use. Returns how many contexts it
+/// measured.
+pub fn context_costs<C: Counter>(
+    name: &str,
+    model: &[u8],
+    state: &mut [f32],
+    scratch: &mut [f32],
+    counter: &mut C,
+) -> Result<usize, Error> {
+    let model = Model::from_gguf(model)?;
+    defmt::info!(
+        "model: {=str}, mixer {=str}, kernels {=str}, state {=usize} bytes",
+        name,
+        model.mixer(0).map_or("?", |m| m.kind()),
+        model.kernels().path().name(),
+        model.state_bytes()
+    );
+    let limit = model.max_tokens().unwrap_or(u64::MAX);
+    let mut session = Session::new(&model, state, scratch)?;
+    let text = GREEDY_PROMPT;
+    let mut pos: u64 = 0;
+    let mut measured = 0;
+    for &c in COST_CONTEXTS.iter() {
+        if c + COST_STEPS > limit {
+            defmt::info!(
+                "context: {=u64} not measured: the KV cache holds {=u64} tokens",
+                c,
+                limit
+            );
+            break;
+        }
+        while pos < c {
+            session.step(text[(pos % text.len() as u64) as usize] as u32)?;
+            pos += 1;
+        }
+        let t0 = counter.now();
+        for _ in 0..COST_STEPS {
+            session.step(text[(pos % text.len() as u64) as usize] as u32)?;
+            pos += 1;
+        }
+        let per = (counter.now() - t0) / COST_STEPS;
+        defmt::info!(
+            "context: {=u64} {=u64} {=str} per token, state in use {=usize} bytes",
+            c,
+            per,
+            C::UNIT,
+            model.state_bytes_in_use(c)
+        );
+        measured += 1;
+    }
+    Ok(measured)
+}
+
 /// Rows and columns of the matrix-vector cost measurement: the shape of
 /// latte-micro's `ffn_down` (128 x 512) halved in rows to keep flash small.
 pub const BENCH_ROWS: usize = 64;

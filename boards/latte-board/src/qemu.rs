@@ -174,6 +174,28 @@ pub fn main(syst: SYST, name: &str, model: &[u8], state: &mut [f32], scratch: &m
     }
 }
 
+/// The firmware of a board's `context-cost` binary: [`crate::context_costs`]
+/// on the board's model (`LATTE_MODEL` at build time picks another), exit
+/// status 0 when it ran.
+pub fn context_cost_main(
+    syst: SYST,
+    name: &str,
+    model: &[u8],
+    state: &mut [f32],
+    scratch: &mut [f32],
+) -> ! {
+    let Some(mut counter) = InstructionCounter::new(syst) else {
+        exit(false)
+    };
+    match crate::context_costs(name, model, state, scratch, &mut counter) {
+        Ok(_) => exit(true),
+        Err(e) => {
+            defmt::error!("{}", defmt::Display2Format(&e));
+            exit(false)
+        }
+    }
+}
+
 /// The whole firmware of a QEMU classifier board: counts instructions,
 /// classifies the messages ([`crate::classify::run`]) and exits with status
 /// 0 on success, 1 on any error (logged).
