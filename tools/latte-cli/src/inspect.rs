@@ -109,6 +109,7 @@ pub fn inspect(args: &InspectArgs) -> Result<()> {
                 bytes_text(m.scratch_bytes() as u64)
             );
             let _ = writeln!(out, "{}", gate_line(&m));
+            let _ = writeln!(out, "{}", mixer_line(&m));
             let chunk = crate::DEFAULT_CHUNK;
             let _ = writeln!(
                 out,
@@ -159,6 +160,30 @@ fn gate_line(m: &latte_core::Model<'_>) -> String {
          official architecture)",
         rates.len()
     )
+}
+
+/// The blocks' mixer, and what a window's ring takes of the state.
+fn mixer_line(m: &latte_core::Model<'_>) -> String {
+    let ring: usize = (0..m.config().n_layers)
+        .filter_map(|i| m.mixer(i))
+        .map(|x| x.ring_len() * 4)
+        .sum();
+    match m.config().mixing {
+        latte_core::Mixing::Latte => "mixer     latte (causal Latte in every block)".to_string(),
+        latte_core::Mixing::Macchiato { window, combine } => format!(
+            "mixer     macchiato: Latte plus softmax attention over the last {window} tokens \
+             ({} combination; an extension, not the official architecture); the windows' rings \
+             are {} of the state",
+            combine.name(),
+            bytes_text(ring as u64)
+        ),
+        latte_core::Mixing::Attention { window, full } => format!(
+            "mixer     attention ({}): softmax attention alone, no Latte (the baseline); KV cache \
+             of {window} tokens = {} of the state",
+            if full { "full" } else { "sliding window" },
+            bytes_text(ring as u64)
+        ),
+    }
 }
 
 /// `288 bytes`, `7276 bytes (7.1 KiB)`.
