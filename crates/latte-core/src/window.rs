@@ -263,19 +263,26 @@ impl<'a> WindowAttention<'a> {
             let mut m = f32::NEG_INFINITY;
             let mut z = 0.0f32;
             let mut j0 = 0;
+            // The ring entry of chronological index j0 (wraps once at most).
+            let mut idx = oldest;
             while j0 < filled {
                 let cnt = (filled - j0).min(SCORE_BLOCK);
                 let mut e = [0.0f32; SCORE_BLOCK];
                 let e = &mut e[..cnt];
                 let mut bmax = f32::NEG_INFINITY;
-                for (i, a) in e.iter_mut().enumerate() {
-                    let j = j0 + i;
-                    let idx = (oldest + j) % w;
-                    let dist = (filled - 1 - j) as f32;
-                    *a = dot8(qh, &keys[idx * d + cols.start..idx * d + cols.end]) * scale
-                        - slope * dist;
+                let mut id = idx;
+                // Distance of entry j0 + i: filled - 1 - j0 - i.
+                let mut dist = (filled - 1 - j0) as f32;
+                for a in e.iter_mut() {
+                    let base = id * d + cols.start;
+                    *a = dot8(qh, &keys[base..base + dh]) * scale - slope * dist;
                     if *a > bmax {
                         bmax = *a;
+                    }
+                    dist -= 1.0;
+                    id += 1;
+                    if id == w {
+                        id = 0;
                     }
                 }
                 if bmax > m {
@@ -290,14 +297,19 @@ impl<'a> WindowAttention<'a> {
                 }
                 e.iter_mut().for_each(|a| *a -= m);
                 kernels.exp_inplace(e);
-                for (i, &p) in e.iter().enumerate() {
-                    let idx = (oldest + j0 + i) % w;
+                let mut id = idx;
+                for &p in e.iter() {
+                    let base = id * d + cols.start;
                     z += p;
-                    let vj = &vals[idx * d + cols.start..idx * d + cols.end];
-                    for (acc, &vv) in yh.iter_mut().zip(vj) {
+                    for (acc, &vv) in yh.iter_mut().zip(&vals[base..base + dh]) {
                         *acc += p * vv;
                     }
+                    id += 1;
+                    if id == w {
+                        id = 0;
+                    }
                 }
+                idx = id;
                 j0 += cnt;
             }
             let inv = 1.0 / z;
