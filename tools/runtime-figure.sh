@@ -16,7 +16,7 @@
 # instructions per decode token at contexts 64 to 4,096 from the board's
 # `context-cost` firmware, the weights in flash and the state in static RAM
 # (4 MiB: full attention's KV cache fits 520 tokens), into OUT_DIR/m4.csv and
-# OUT_DIR/m4-*.txt. Optional: MAX_CTX (default 65536) and ATT_MAX_CTX (attention's
+# OUT_DIR/m4-*.txt (X86=0: only that part). Optional: MAX_CTX (default 65536) and ATT_MAX_CTX (attention's
 # longest context, default MAX_CTX: its curve costs time quadratic in it,
 # about 30 minutes to 65536 on one Zen 3 core), SAMPLES (default 32),
 # LATTE_BIN (a built latte), KERNELS (a kernel path).
@@ -59,6 +59,9 @@ if [ "${M4:-0}" = 1 ]; then
 fi
 for m in latte macchiato attention; do
   "$latte" convert "$tmp/$m.safetensors" -o "$tmp/$m.gguf" --dtype q8_0
+done
+for m in latte macchiato attention; do
+  [ "${X86:-1}" = 1 ] || break
   ctx=$max
   [ "$m" = attention ] && ctx=$att_max
   echo "== $m: latte bench to $ctx tokens"
@@ -91,6 +94,7 @@ with open(f"{out}/m4.csv", "w") as f:
         f.write(f"{c}," + ",".join(cells) + "\n")
 EOF
 fi
+[ "${X86:-1}" = 1 ] || exit 0
 python3 - "$out" <<'EOF'
 import csv, math, sys
 out = sys.argv[1]
