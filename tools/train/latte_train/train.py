@@ -216,7 +216,7 @@ def main() -> None:
         # at first under "sum").
         grow = start.cfg.window == 0 and cfg.window > 0
         same = {k: v for k, v in asdict(start.cfg).items()
-                if not (grow and k in ("window", "combine"))}
+                if not (grow and k in ("window", "combine", "mixer"))}
         if any(getattr(cfg, k) != v for k, v in same.items()):
             diff = ", ".join(f"{k} {v!r} in the file, {getattr(cfg, k)!r} here"
                              for k, v in same.items() if getattr(cfg, k) != v)

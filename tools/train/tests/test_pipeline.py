@@ -155,6 +155,29 @@ def test_init_continues_from_a_model_and_refuses_another_shape(tmp_path):
     assert "pos_encoding" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_init_grows_a_latte_model_into_a_macchiato_one(tmp_path):
+    torch.manual_seed(6)
+    cfg = LatteConfig(d_model=16, n_layers=1, n_heads=2, n_latents=4, max_seq_len=32,
+                      pos_encoding="none", latent_decay=True)
+    start = LatteLM(cfg)
+    save_safetensors(start, tmp_path / "start.safetensors")
+    text = b"a window on top of the latents. " * 200
+    # With a learning rate of zero: Latte's weights as they were, the window's
+    # Wv zero, so under "sum" the model computes what the Latte model did.
+    _train_tiny(tmp_path, text, "--init", str(tmp_path / "start.safetensors"), "--pos", "none",
+                "--gate", "decay", "--seq", "32", "--batch", "2", "--steps", "2", "--lr", "0",
+                "--eval-every", "1", "--window", "4", "--combine", "sum")
+    out, _ = load_safetensors(tmp_path / "run" / "model.safetensors")
+    assert out.cfg.mixer == "macchiato" and out.cfg.window == 4
+    grown = out.state_dict()
+    for k, v in start.state_dict().items():
+        assert torch.equal(grown[k], v), k
+    assert torch.count_nonzero(out.blocks[0].local.wv.weight) == 0
+    toks = torch.arange(20)[None] % 256
+    with torch.no_grad():
+        assert torch.allclose(out(toks), start(toks), atol=1e-6)
+
+
 def test_bf16_autocast_keeps_the_mixing_in_float32():
     torch.manual_seed(2)
     cfg = LatteConfig(d_model=32, n_layers=2, n_heads=2, n_latents=8)
