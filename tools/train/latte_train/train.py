@@ -175,6 +175,9 @@ def main() -> None:
     ap.add_argument("--init", type=Path, default=None,
                     help="start from this model.safetensors (same configuration) instead of "
                          "random weights; the optimiser and the schedule start afresh")
+    ap.add_argument("--train-only-new", action="store_true",
+                    help="with --init growing a Latte model into a Macchiato one: train only the "
+                         "window's parameters, the rest stays as loaded")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -206,6 +209,8 @@ def main() -> None:
     dev = torch.device(args.device)
     val_dev = val.to(dev)
     raw = LatteLM(cfg)
+    if args.train_only_new and args.init is None:
+        raise SystemExit("error: --train-only-new needs --init (a model without a window) and --window > 0")
     if args.init is not None:
         try:
             start, _ = load_safetensors(args.init)
@@ -229,12 +234,18 @@ def main() -> None:
             with torch.no_grad():
                 for blk in raw.blocks:
                     blk.local.wv.weight.zero_()
+        if args.train_only_new:
+            if not grow:
+                raise SystemExit("error: --train-only-new needs --init with a model without a window "
+                                 "and --window > 0")
+            for n, prm in raw.named_parameters():
+                prm.requires_grad_(".local." in n)
     raw = raw.to(dev)
     # Data parallel: every process trains on its own batches, gradients are
     # averaged, so the copies stay equal (the effective batch is world * --batch).
     model = DistributedDataParallel(raw) if world > 1 else raw
-    decay = [p for n, p in raw.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in raw.named_parameters() if p.dim() < 2]
+    decay = [p for n, p in raw.named_parameters() if p.dim() >= 2 and p.requires_grad]
+    no_decay = [p for n, p in raw.named_parameters() if p.dim() < 2 and p.requires_grad]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.99))

@@ -178,6 +178,26 @@ def test_init_grows_a_latte_model_into_a_macchiato_one(tmp_path):
         assert torch.allclose(out(toks), start(toks), atol=1e-6)
 
 
+def test_train_only_new_moves_only_the_window(tmp_path):
+    torch.manual_seed(7)
+    cfg = LatteConfig(d_model=16, n_layers=1, n_heads=2, n_latents=4, max_seq_len=32,
+                      pos_encoding="none", latent_decay=True)
+    start = LatteLM(cfg)
+    save_safetensors(start, tmp_path / "start.safetensors")
+    text = b"only the window learns here. " * 200
+    _train_tiny(tmp_path, text, "--init", str(tmp_path / "start.safetensors"), "--pos", "none",
+                "--gate", "decay", "--seq", "32", "--batch", "2", "--steps", "3", "--lr", "1e-2",
+                "--warmup", "1", "--eval-every", "1", "--window", "4", "--train-only-new")
+    out, _ = load_safetensors(tmp_path / "run" / "model.safetensors")
+    for k, v in start.state_dict().items():
+        assert torch.equal(out.state_dict()[k], v), k
+    assert torch.count_nonzero(out.blocks[0].local.wv.weight) > 0
+    res = subprocess.run([sys.executable, "-m", "latte_train.train", "--data", str(tmp_path / "data"),
+                          "--out", str(tmp_path / "other"), "--train-only-new", "--steps", "1"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0 and "--train-only-new needs --init" in res.stderr
+
+
 def test_bf16_autocast_keeps_the_mixing_in_float32():
     torch.manual_seed(2)
     cfg = LatteConfig(d_model=32, n_layers=2, n_heads=2, n_latents=8)
