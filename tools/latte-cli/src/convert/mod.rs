@@ -875,7 +875,7 @@ mod tests {
         assert_eq!(names[20], "blk.1.attn_decay");
         assert_eq!(names[30], "output.bias");
         assert_eq!(max_layers(false, false), 340);
-        assert_eq!(max_layers(true, true), 255);
+        assert_eq!(max_layers(true, true), 240);
         assert_eq!(max_layers(true, false), 314);
     }
 }
