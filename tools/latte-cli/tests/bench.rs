@@ -49,13 +49,16 @@ fn short_bench_writes_csv_and_svg() {
             "mean_us",
             "min_us",
             "max_us",
-            "samples"
+            "samples",
+            "state_bytes"
         ]
     );
     assert_eq!(rows.len(), 3, "{csv}");
     for (row, ctx) in rows[1..].iter().zip(["64", "128"]) {
         assert_eq!(row[0], ctx);
         assert_eq!(row[5], "3");
+        // latte-micro: 6 layers x (64 x 32 + 2 x 64) floats, at any context.
+        assert_eq!(row[6], (6 * (64 * 32 + 2 * 64) * 4).to_string());
         let v: Vec<f64> = row[1..5].iter().map(|x| x.parse().unwrap()).collect();
         assert!(v.iter().all(|x| *x > 0.0), "{row:?}");
         assert!(
