@@ -3,7 +3,7 @@ fn main() {
         model: "../../models/latte-micro-decay/latte-micro-decay-q8_0.gguf",
         model_region: "FLASH",
         model_section: None,
-        stack_reserve: 32 * 1024,
+        stack_reserve: 64 * 1024,
         code_reserve: 256 * 1024,
     });
 }

@@ -4,7 +4,7 @@ fn main() {
         // Neither the ITCM nor the DTCM holds the model: the SRAM does.
         model_region: "MODEL",
         model_section: Some(".model"),
-        stack_reserve: 32 * 1024,
+        stack_reserve: 64 * 1024,
         code_reserve: 0,
     });
 }
