@@ -69,6 +69,27 @@ impl<'a> Block<'a> {
     }
 }
 
+/// `out = m x` for each `(m, out)` of `jobs`, over the `n` tokens of `x`
+/// (`n x cols`, token-major), through `cx.par`; `x` is quantized once (into
+/// `quant`) when any of the matrices is quantized.
+pub(crate) fn products<'a, const N: usize>(
+    cx: &Ctx<'_, 'a>,
+    x: &[f32],
+    n: usize,
+    quant: &mut [f32],
+    jobs: [(&Matrix<'a>, &mut [f32]); N],
+) {
+    let k = cx.kernels;
+    let quantized = jobs.iter().any(|(m, _)| m.data().is_quantized());
+    let xq = crate::tensor::quantize_input(k, quantized, x, quant);
+    for (m, out) in jobs {
+        cx.par.run(
+            &crate::parallel::RowTask::new(k, *m, task_input(m, x, xq), n),
+            out,
+        );
+    }
+}
+
 /// The input of a product with `m`: `x` as is, or its quantized copy `xq`.
 pub(crate) fn task_input<'x>(m: &Matrix<'_>, x: &'x [f32], xq: &'x [BlockQ8_0]) -> TaskInput<'x> {
     if m.data().is_quantized() {

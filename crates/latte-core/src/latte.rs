@@ -37,10 +37,9 @@
 
 use latte_kernels::{Kernels, QK};
 
-use crate::block::{task_input, Ctx};
+use crate::block::{products, Ctx};
 use crate::error::Error;
 use crate::ops;
-use crate::parallel::RowTask;
 use crate::tensor::{q8_0_scratch_len, quantize_input, Matrix};
 
 /// Latents of a head that [`LatteLayer::recur`] updates together (one
@@ -381,15 +380,13 @@ impl<'a> LatteLayer<'a> {
         k: &mut [f32],
         v: &mut [f32],
     ) {
-        let kern = cx.kernels;
-        let quantized = [&self.wq, &self.wk, &self.wv]
-            .iter()
-            .any(|m| m.data().is_quantized());
-        let xq = quantize_input(kern, quantized, x, quant);
-        for (w, o) in [(&self.wq, q), (&self.wk, k), (&self.wv, v)] {
-            cx.par
-                .run(&RowTask::new(kern, *w, task_input(w, x, xq), n), o);
-        }
+        products(
+            cx,
+            x,
+            n,
+            quant,
+            [(&self.wq, q), (&self.wk, k), (&self.wv, v)],
+        );
     }
 
     /// `out = Wo y` for the `n` tokens of `y` (`n x D`).
@@ -401,12 +398,7 @@ impl<'a> LatteLayer<'a> {
         quant: &mut [f32],
         out: &mut [f32],
     ) {
-        let (k, d, wo) = (cx.kernels, self.d_model, &self.wo);
-        let xq = quantize_input(k, wo.data().is_quantized(), y, quant);
-        cx.par.run(
-            &RowTask::new(k, *wo, task_input(wo, y, xq), n),
-            &mut out[..n * d],
-        );
+        products(cx, y, n, quant, [(&self.wo, &mut out[..n * self.d_model])]);
     }
 
     /// The recurrence of one token, after the projections: takes `q`

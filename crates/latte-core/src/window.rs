@@ -33,11 +33,10 @@
 
 use latte_kernels::Kernels;
 
-use crate::block::{task_input, Ctx};
+use crate::block::{products, Ctx};
 use crate::error::Error;
 use crate::latte::LatteLayer;
-use crate::parallel::RowTask;
-use crate::tensor::{quantize_input, Matrix};
+use crate::tensor::Matrix;
 
 /// Ring entries whose scores are exponentiated together.
 const SCORE_BLOCK: usize = 64;
@@ -218,13 +217,13 @@ impl<'a> WindowAttention<'a> {
         k: &mut [f32],
         v: &mut [f32],
     ) {
-        let kern = cx.kernels;
-        let quantized = self.matrices().iter().any(|m| m.data().is_quantized());
-        let xq = quantize_input(kern, quantized, x, quant);
-        for (w, o) in [(&self.wq, q), (&self.wk, k), (&self.wv, v)] {
-            cx.par
-                .run(&RowTask::new(kern, *w, task_input(w, x, xq), n), o);
-        }
+        products(
+            cx,
+            x,
+            n,
+            quant,
+            [(&self.wq, q), (&self.wk, k), (&self.wv, v)],
+        );
     }
 
     /// One token: writes its `k`, `v` (`D`) into the ring (evicting the
@@ -559,11 +558,6 @@ impl<'a> AttentionLayer<'a> {
             self.window
                 .attend(cx.kernels, qt, kt, vt, state, &mut y[td], lse);
         }
-        let wo = &self.wo;
-        let xq = quantize_input(cx.kernels, wo.data().is_quantized(), y, quant);
-        cx.par.run(
-            &RowTask::new(cx.kernels, *wo, task_input(wo, y, xq), n),
-            &mut out[..n * d],
-        );
+        products(cx, y, n, quant, [(&self.wo, &mut out[..n * d])]);
     }
 }
