@@ -23,8 +23,13 @@ const SAMPLED: SamplerConfig = SamplerConfig {
     repeat_last_n: 64,
     seed: 42,
 };
-/// The model the boards run (its Q8_0 file) and whose golden text they print.
-const BOARD_MODEL: &str = "latte-micro-decay";
+/// The models the boards run (model folder, file suffix) and whose golden
+/// text they print: the default's Q8_0 file, and Macchiato's f16 file (its
+/// Q8_0 file leaves the reference's greedy text after 58 bytes).
+const BOARD_MODELS: &[(&str, &str)] = &[
+    ("latte-micro-decay", "q8_0"),
+    ("latte-macchiato-micro", "f16"),
+];
 
 fn aligned(path: &str) -> Vec<u32> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
@@ -106,8 +111,8 @@ fn unescape(line: &str) -> Vec<u8> {
     out
 }
 
-fn expected(key: &str) -> Vec<u8> {
-    let path = format!("{ROOT}/boards/expected/{BOARD_MODEL}-q8_0.txt");
+fn expected(file: &str, key: &str) -> Vec<u8> {
+    let path = format!("{ROOT}/boards/expected/{file}.txt");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
     let line = text
         .lines()
@@ -118,30 +123,31 @@ fn expected(key: &str) -> Vec<u8> {
 
 #[test]
 fn every_kernel_path_generates_the_same_text_as_the_reference_and_the_boards() {
-    let words = aligned(&format!(
-        "{ROOT}/models/{BOARD_MODEL}/{BOARD_MODEL}-q8_0.gguf"
-    ));
-    let bytes = bytemuck::cast_slice::<u32, u8>(&words);
-    let reference = golden_greedy(BOARD_MODEL, GREEDY_PROMPT);
-    for k in paths() {
-        let model = Model::from_gguf(bytes).unwrap().with_kernels(k);
-        let name = k.path().name();
-        let greedy = generate(&model, SamplerConfig::default(), GREEDY_PROMPT, 64);
-        assert_eq!(
-            greedy, reference,
-            "{name}: greedy text differs from the PyTorch reference"
-        );
-        let sampled = generate(&model, SAMPLED, SAMPLED_PROMPT, 64);
-        assert_eq!(
-            greedy,
-            expected("greedy"),
-            "{name} vs the boards' greedy line"
-        );
-        assert_eq!(
-            sampled,
-            expected("sampled"),
-            "{name} vs the boards' sampled line"
-        );
+    for &(board_model, suffix) in BOARD_MODELS {
+        let file = format!("{board_model}-{suffix}");
+        let words = aligned(&format!("{ROOT}/models/{board_model}/{file}.gguf"));
+        let bytes = bytemuck::cast_slice::<u32, u8>(&words);
+        let reference = golden_greedy(board_model, GREEDY_PROMPT);
+        for k in paths() {
+            let model = Model::from_gguf(bytes).unwrap().with_kernels(k);
+            let name = k.path().name();
+            let greedy = generate(&model, SamplerConfig::default(), GREEDY_PROMPT, 64);
+            assert_eq!(
+                greedy, reference,
+                "{file} {name}: greedy text differs from the PyTorch reference"
+            );
+            let sampled = generate(&model, SAMPLED, SAMPLED_PROMPT, 64);
+            assert_eq!(
+                greedy,
+                expected(&file, "greedy"),
+                "{file} {name} vs the boards' greedy line"
+            );
+            assert_eq!(
+                sampled,
+                expected(&file, "sampled"),
+                "{file} {name} vs the boards' sampled line"
+            );
+        }
     }
 }
 
