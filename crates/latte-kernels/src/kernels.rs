@@ -305,8 +305,9 @@ impl Kernels {
         None
     }
 
-    /// Cortex-M DSP-extension kernels for the quantized dot products (the
-    /// float kernels are the scalar ones), `None` unless the compilation
+    /// Cortex-M DSP-extension kernels for the quantized dot products and the
+    /// `f16` products (both bit-identical to the scalar ones; the other float
+    /// kernels are the scalar ones), `None` unless the compilation
     /// target has the extension (there is no run-time detection on a
     /// microcontroller: `build.rs` derives it from the target, see
     /// `crate::arm_dsp`).
@@ -315,6 +316,8 @@ impl Kernels {
         {
             return Some(Kernels {
                 path: KernelPath::ArmDsp,
+                dot_f16: crate::arm_dsp::dot_f16,
+                matvec_f16: crate::arm_dsp::matvec_f16,
                 ..Kernels::scalar()
             });
         }

@@ -29,7 +29,7 @@ use core::fmt;
 
 use crate::{
     dequantize_row_q4_0, dequantize_row_q8_0, f16, quantize_row_q4_0, quantize_row_q8_0, scalar,
-    BlockQ4_0, BlockQ8_0, Kernels,
+    BlockQ4_0, BlockQ8_0, KernelPath, Kernels,
 };
 
 /// What a case returns: `Err` with its first failed check.
@@ -72,6 +72,7 @@ cases!(
     dot_f32_close,
     dot_f16_close,
     matvec_float_close,
+    f16_products_in_scalar_order,
     quantized_dot_tracks_f32,
     dequantized_layout_agrees,
     exp_bit_exact,
@@ -1439,6 +1440,51 @@ pub fn dot_f16_close(k: &Kernels) -> Outcome {
         k.vec_dot_f16_f32(&a, &b),
         want,
     )
+}
+
+/// The `f16` products of the paths that keep the scalar order (scalar and
+/// the Cortex-M DSP path, whose FPU widens the weights) have the scalar
+/// twin's bits: rows of every length from 0 to 40 and longer, starting on a
+/// word or a half-word, with subnormal, zero, negative and large weights.
+/// The SIMD paths reassociate the sums (`matvec_float_close` bounds them).
+pub fn f16_products_in_scalar_order(k: &Kernels) -> Outcome {
+    if !matches!(k.path(), KernelPath::Scalar | KernelPath::ArmDsp) {
+        return Ok(());
+    }
+    const N: usize = 530;
+    const ROWS: usize = 4;
+    let mut rng = Rng::new(0x5EED_F160);
+    let mut w = [f16::ZERO; ROWS * N + 1];
+    let mut x = [0f32; N];
+    for (i, h) in w.iter_mut().enumerate() {
+        *h = match i % 11 {
+            0 => f16::from_bits(1 + (rng.below(0x3FF) as u16)), // subnormal
+            1 => f16::from_bits(0x8000),                        // -0
+            2 => f16::from_f32(rng.signed() * 60000.0),
+            _ => f16::from_f32(rng.signed()),
+        };
+    }
+    rng.fill_floats(&mut x, 3.0);
+    let sc = Kernels::scalar();
+    for start in [0usize, 1] {
+        for n in (0..=40).chain([63, 64, 65, 257, N]) {
+            let a = &w[start..start + n];
+            let at = at!(start, n);
+            same(
+                "vec_dot_f16_f32 = scalar twin",
+                at,
+                k.vec_dot_f16_f32(a, &x[..n]),
+                sc.vec_dot_f16_f32(a, &x[..n]),
+            )?;
+            // Rows of stride `n`: odd strides alternate the alignment.
+            let (mut y, mut ys) = ([f32::NAN; ROWS], [f32::NAN; ROWS]);
+            let m = &w[start..start + ROWS * n];
+            k.matvec_f16(m, ROWS, n, &x[..n], &mut y);
+            sc.matvec_f16(m, ROWS, n, &x[..n], &mut ys);
+            same_all("matvec_f16 = scalar twin", at, &y, &ys)?;
+        }
+    }
+    Ok(())
 }
 
 /// `f32` and `f16` matrix-vector products: every row within the rounding

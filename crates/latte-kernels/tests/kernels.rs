@@ -187,6 +187,7 @@ macro_rules! kernel_suite {
                 dot_f32_close,
                 dot_f16_close,
                 matvec_float_close,
+                f16_products_in_scalar_order,
                 quantized_dot_tracks_f32,
                 dequantized_layout_agrees,
                 exp_bit_exact,

@@ -98,11 +98,13 @@ macro_rules! times {
 }
 
 mod dot;
+mod f16;
 #[cfg(latte_arm_fpu)]
 mod fpu;
 mod matvec;
 
 pub(crate) use dot::{dot_q4_0, dot_q8_0};
+pub(crate) use f16::{dot_f16, matvec_f16};
 pub(crate) use matvec::{matvec_q4_0, matvec_q8_0};
 
 /// The most activation blocks widened on the stack at once: 32 blocks =
