@@ -1,7 +1,7 @@
 //! Model hyper-parameters and the buffer sizes they imply.
 
 use crate::error::Error;
-use crate::window::{Combine, MAX_WINDOW};
+use crate::window::{Combine, RingStorage, MAX_WINDOW};
 use crate::MAX_LAYERS;
 
 /// The sequence mixer of every block (`latte.mixer`, FORMAT.md).
@@ -17,6 +17,9 @@ pub enum Mixing {
         window: usize,
         /// Sum or joint normalisation.
         combine: Combine,
+        /// How the ring stores keys and values (a load-time choice, not in
+        /// the file: [`crate::Model::with_ring_storage`]).
+        ring: RingStorage,
     },
     /// Causal softmax attention alone (the baseline), over a ring of
     /// `window` tokens. `full`: standard attention (`latte.window = 0` in
@@ -29,6 +32,8 @@ pub enum Mixing {
         window: usize,
         /// Full attention (a capacity) rather than a sliding window.
         full: bool,
+        /// How the ring (the KV cache) stores keys and values.
+        ring: RingStorage,
     },
 }
 
@@ -38,6 +43,14 @@ impl Mixing {
         match *self {
             Mixing::Latte => 0,
             Mixing::Macchiato { window, .. } | Mixing::Attention { window, .. } => window,
+        }
+    }
+
+    /// How the ring stores keys and values (`f32` for Latte, which has none).
+    pub fn ring(&self) -> RingStorage {
+        match *self {
+            Mixing::Latte => RingStorage::F32,
+            Mixing::Macchiato { ring, .. } | Mixing::Attention { ring, .. } => ring,
         }
     }
 
@@ -180,7 +193,8 @@ impl Config {
 
     /// `f32` elements of one layer's state: `S` (`L * Dh`), then `n` (`L`),
     /// then `m` (`L`); for a mixer with a window, then its ring
-    /// (`2 W D + 2`; an attention layer has only the ring).
+    /// (`2 W R + 2`, `R` = [`RingStorage::entry_words`], `D` for `f32`; an
+    /// attention layer has only the ring).
     pub fn layer_state_len(&self) -> usize {
         self.try_layer_state_len().unwrap_or(usize::MAX)
     }
@@ -213,7 +227,7 @@ impl Config {
         let ring = || {
             self.mixing
                 .window()
-                .checked_mul(self.d_model)?
+                .checked_mul(self.mixing.ring().entry_words(self.d_model, self.n_heads)?)?
                 .checked_mul(2)?
                 .checked_add(2)
         };

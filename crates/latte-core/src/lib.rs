@@ -82,7 +82,7 @@ pub use sampler::{Sampler, SamplerConfig};
 pub use session::Session;
 pub use snapshot::SnapshotInfo;
 pub use tensor::{q8_0_scratch_len, Matrix, MatrixData, Norm};
-pub use window::{AttentionLayer, Combine, Macchiato, WindowAttention};
+pub use window::{AttentionLayer, Combine, Macchiato, RingStorage, WindowAttention};
 
 /// Most layers a [`Model`] can have (one fixed slot each, no allocator).
 pub const MAX_LAYERS: usize = 32;

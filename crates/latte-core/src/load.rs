@@ -10,7 +10,7 @@ use crate::config::{Config, Mixing, Position};
 use crate::error::{Error, TensorName};
 use crate::model::{Frequencies, LayerWeights, Model, WindowWeights};
 use crate::tensor::{cast_f16, cast_f32, Matrix, MatrixData, Norm};
-use crate::window::Combine;
+use crate::window::{Combine, RingStorage};
 use crate::MAX_LAYERS;
 
 /// Metadata keys (FORMAT.md).
@@ -77,6 +77,7 @@ fn read_config(g: &Gguf<'_>) -> Result<Config, Error> {
                 "joint" => Combine::Joint,
                 _ => return Err(Error::UnknownCombine),
             },
+            ring: RingStorage::F32,
         },
         Ok("attention") => match get_usize(g, key::WINDOW)? {
             // Full attention: a KV cache of the training length until the
@@ -84,10 +85,12 @@ fn read_config(g: &Gguf<'_>) -> Result<Config, Error> {
             0 => Mixing::Attention {
                 window: get_usize(g, key::CONTEXT)?,
                 full: true,
+                ring: RingStorage::F32,
             },
             w => Mixing::Attention {
                 window: w,
                 full: false,
+                ring: RingStorage::F32,
             },
         },
         Ok(_) => return Err(Error::UnknownMixer),

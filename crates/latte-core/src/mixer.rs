@@ -145,6 +145,12 @@ impl<'a> Mixer<'a> {
         h.bytes(tag.as_bytes());
         h.usize(w.window());
         h.f32s(w.slopes());
+        // The ring's storage changes the logits; `f32` hashes nothing, so
+        // the fingerprints of `f32` rings stay what they were.
+        match w.storage() {
+            crate::window::RingStorage::F32 => {}
+            other => h.bytes(other.name().as_bytes()),
+        }
     }
 
     /// Runs a chunk of tokens: `x` holds their normalised inputs (`T x D`,

@@ -10,7 +10,7 @@ use crate::latte::LatteLayer;
 use crate::mixer::Mixer;
 use crate::mlp::Mlp;
 use crate::tensor::{q8_0_scratch_len, Matrix, Norm};
-use crate::window::{AttentionLayer, Macchiato, WindowAttention};
+use crate::window::{AttentionLayer, Macchiato, RingStorage, WindowAttention};
 use crate::MAX_LAYERS;
 use latte_kernels::{Kernels, QK};
 
@@ -302,6 +302,7 @@ impl<'a> Model<'a> {
                     w.v,
                     w.slopes,
                 )
+                .map(|win| win.with_storage(config.mixing.ring()))
                 .map_err(|e| match e {
                     Error::WindowSlope { head, .. } => Error::WindowSlope {
                         layer: Some(li),
@@ -552,17 +553,56 @@ impl<'a> Model<'a> {
     /// Errors: [`Error::ZeroSize`], [`Error::WindowTooLarge`],
     /// [`Error::SizeOverflow`].
     pub fn with_attention_capacity(mut self, capacity: usize) -> Result<Self, Error> {
-        let Mixing::Attention { full: true, .. } = self.config.mixing else {
+        let Mixing::Attention {
+            full: true, ring, ..
+        } = self.config.mixing
+        else {
             return Ok(self);
         };
         self.config.mixing = Mixing::Attention {
             window: capacity,
             full: true,
+            ring,
         };
         self.config.validate()?;
         for b in self.blocks.iter_mut().take(self.config.n_layers) {
             if let Mixer::Attention(a) = &mut b.mixer {
                 a.window = a.window.with_window(capacity)?;
+            }
+        }
+        let c = self.config;
+        Self::assemble(
+            c,
+            self.token_embd,
+            self.blocks,
+            self.output_norm,
+            self.output,
+            self.output_bias,
+            self.frequencies,
+        )
+        .map(|m| m.with_kernels(self.kernels))
+    }
+
+    /// The same model with its windows' rings (Macchiato's window, the
+    /// attention baseline's KV cache) in `storage`: `f16` halves them, `q8`
+    /// takes about a quarter (see [`crate::window`] for the layouts and the
+    /// arithmetic). The logits move by the rounding of the stored keys and
+    /// values; the fingerprint changes with it, so a snapshot is restored
+    /// only into the same storage. Models without a window are returned
+    /// unchanged.
+    ///
+    /// Errors: [`Error::SizeOverflow`] (not for a model that loaded).
+    pub fn with_ring_storage(mut self, storage: RingStorage) -> Result<Self, Error> {
+        match &mut self.config.mixing {
+            Mixing::Latte => return Ok(self),
+            Mixing::Macchiato { ring, .. } | Mixing::Attention { ring, .. } => *ring = storage,
+        }
+        self.config.validate()?;
+        for b in self.blocks.iter_mut().take(self.config.n_layers) {
+            match &mut b.mixer {
+                Mixer::Macchiato(m) => m.window = m.window.with_storage(storage),
+                Mixer::Attention(a) => a.window = a.window.with_storage(storage),
+                _ => {}
             }
         }
         let c = self.config;
@@ -584,19 +624,16 @@ impl<'a> Model<'a> {
     /// the KV cache grows with every token). [`Model::state_bytes`] is what
     /// a session allocates.
     pub fn state_bytes_in_use(&self, tokens: u64) -> usize {
-        let d = self.config.d_model;
         self.blocks
             .iter()
             .take(self.config.n_layers)
             .map(|b| {
-                let ring = b.mixer.ring_len();
-                let w = self.config.mixing.window();
-                let used = if ring == 0 {
-                    0
-                } else {
-                    (tokens.min(w as u64) as usize) * 2 * d + 2
+                let used = match &b.mixer {
+                    Mixer::Macchiato(m) => m.window.state_len_in_use(tokens),
+                    Mixer::Attention(a) => a.window.state_len_in_use(tokens),
+                    _ => 0,
                 };
-                (b.mixer.state_len() - ring + used) * 4
+                (b.mixer.state_len() - b.mixer.ring_len() + used) * 4
             })
             .sum()
     }
@@ -605,7 +642,9 @@ impl<'a> Model<'a> {
     /// attention, `None` (unbounded) for every other mixer.
     pub fn max_tokens(&self) -> Option<u64> {
         match self.config.mixing {
-            Mixing::Attention { window, full: true } => Some(window as u64),
+            Mixing::Attention {
+                window, full: true, ..
+            } => Some(window as u64),
             _ => None,
         }
     }

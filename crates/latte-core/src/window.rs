@@ -18,9 +18,21 @@
 //! angles to lose precision; see the trainer's `attention.py` for why this
 //! and not RoPE or VAPOR).
 //!
-//! The ring's state is `[keys W x D][values W x D][slot, filled]`: entries
-//! token-major, `slot` the next entry to write and `filled` how many are
-//! valid, both small integers stored exactly as `f32` (`W < 2^24`).
+//! The ring's state is `[keys W x R][values W x R][slot, filled]` (`f32`
+//! words): entries token-major, `R` the words of one entry by its
+//! [`RingStorage`], `slot` the next entry to write and `filled` how many are
+//! valid, both small integers stored exactly as `f32` (`W < 2^24`). The
+//! storage is chosen at load ([`crate::Model::with_ring_storage`]):
+//!
+//! | storage | an entry (`D` values, `H` heads) | `R` words |
+//! |---|---|---|
+//! | `f32` (default) | the values | `D` |
+//! | `f16` | the values rounded to `f16` (nearest, ties to even), two per word | `ceil(D / 2)` |
+//! | `q8` | per head, `q_i = round(x_i / s)` in `i8` (half away from zero), `s = max_i abs(x_i) / 127`; the `D` bytes, then the `H` scales `s` as `f32` | `ceil(D / 4) + H` |
+//!
+//! With `f16` the scores and sums use the widened values exactly as `f32`
+//! does; with `q8` a head's score is `dot(q, k_int) * s` and its value term
+//! `(p * s) * v_int`.
 //!
 //! Arithmetic: the scores are dot products in eight interleaved partial
 //! sums (element `i` into sum `i % 8`, the sums then added in order
@@ -31,7 +43,9 @@
 //! scalar spec: nothing here is dispatched by instruction set except `exp`,
 //! so every kernel path gives the same bits.
 
-use latte_kernels::Kernels;
+use core::ops::Range;
+
+use latte_kernels::{f16, Kernels};
 
 use crate::block::{products, Ctx};
 use crate::error::Error;
@@ -44,6 +58,148 @@ const SCORE_BLOCK: usize = 64;
 /// The largest window (or attention capacity): the ring's counters are
 /// stored exactly as `f32`.
 pub const MAX_WINDOW: usize = 1 << 24;
+
+/// How a window's ring stores its keys and values (module docs). A choice
+/// made at load, not part of the file: the weights are the same, the
+/// session's state is smaller, and the logits move by the rounding of the
+/// stored keys and values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RingStorage {
+    /// `f32` values: the reference.
+    #[default]
+    F32,
+    /// `f16` values: half the memory.
+    F16,
+    /// 8-bit values with an `f32` scale per head of an entry: about a
+    /// quarter of the memory.
+    Q8,
+}
+
+impl RingStorage {
+    /// Every storage, in the order of [`RingStorage::name`]'s list.
+    pub const ALL: [RingStorage; 3] = [RingStorage::F32, RingStorage::F16, RingStorage::Q8];
+
+    /// `"f32"`, `"f16"` or `"q8"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RingStorage::F32 => "f32",
+            RingStorage::F16 => "f16",
+            RingStorage::Q8 => "q8",
+        }
+    }
+
+    /// The storage named `name` ([`RingStorage::name`]), if any.
+    pub fn from_name(name: &str) -> Option<RingStorage> {
+        Self::ALL.into_iter().find(|r| r.name() == name)
+    }
+
+    /// `f32` words of one ring entry of `d` values in `h` heads (`None` on
+    /// overflow).
+    pub fn entry_words(self, d: usize, h: usize) -> Option<usize> {
+        match self {
+            RingStorage::F32 => Some(d),
+            RingStorage::F16 => Some(d.div_ceil(2)),
+            RingStorage::Q8 => d.div_ceil(4).checked_add(h),
+        }
+    }
+
+    /// Writes `x` (`D` values of `h` heads) into `entry` (`entry_words`).
+    fn store(self, x: &[f32], h: usize, entry: &mut [f32]) {
+        let d = x.len();
+        match self {
+            RingStorage::F32 => entry[..d].copy_from_slice(x),
+            RingStorage::F16 => {
+                let halves: &mut [u16] = bytemuck::cast_slice_mut(entry);
+                for (o, &v) in halves.iter_mut().zip(x) {
+                    *o = f16::from_f32(v).to_bits();
+                }
+                // An odd width's last half-word: zero, so the state is a
+                // function of the tokens alone.
+                halves[d..].fill(0);
+            }
+            RingStorage::Q8 => {
+                let (qs, scales) = entry.split_at_mut(d.div_ceil(4));
+                let qs: &mut [i8] = bytemuck::cast_slice_mut(qs);
+                qs[d..].fill(0);
+                let dh = d / h;
+                for (hh, s) in scales.iter_mut().enumerate().take(h) {
+                    let xs = &x[hh * dh..(hh + 1) * dh];
+                    let mut amax = 0.0f32;
+                    for &v in xs {
+                        let a = libm::fabsf(v);
+                        // A NaN is kept: it makes the scale NaN, as an
+                        // `f32` ring would carry the NaN into the scores.
+                        if a > amax || a.is_nan() {
+                            amax = a;
+                        }
+                    }
+                    *s = amax / 127.0;
+                    let inv = if amax > 0.0 && amax.is_finite() {
+                        127.0 / amax
+                    } else {
+                        0.0
+                    };
+                    for (q, &v) in qs[hh * dh..(hh + 1) * dh].iter_mut().zip(xs) {
+                        // `as` saturates and maps NaN to 0.
+                        *q = libm::roundf(v * inv) as i8;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `q . k` of head `hh` (columns `cols`) of a stored key of width `d`.
+    #[inline]
+    fn dot(self, q: &[f32], entry: &[f32], d: usize, hh: usize, cols: &Range<usize>) -> f32 {
+        match self {
+            RingStorage::F32 => dot8(q, |i| entry[cols.start + i]),
+            RingStorage::F16 => {
+                let halves: &[u16] = bytemuck::cast_slice(entry);
+                dot8(q, |i| f16::from_bits(halves[cols.start + i]).to_f32())
+            }
+            RingStorage::Q8 => {
+                let (qs, scales) = entry.split_at(d.div_ceil(4));
+                let qs: &[i8] = bytemuck::cast_slice(qs);
+                dot8(q, |i| qs[cols.start + i] as f32) * scales[hh]
+            }
+        }
+    }
+
+    /// `acc += p * v` for head `hh` (columns `cols`) of a stored value of
+    /// width `d`.
+    #[inline]
+    fn add_scaled(
+        self,
+        acc: &mut [f32],
+        p: f32,
+        entry: &[f32],
+        d: usize,
+        hh: usize,
+        cols: &Range<usize>,
+    ) {
+        match self {
+            RingStorage::F32 => {
+                for (a, &v) in acc.iter_mut().zip(&entry[cols.clone()]) {
+                    *a += p * v;
+                }
+            }
+            RingStorage::F16 => {
+                let halves: &[u16] = bytemuck::cast_slice(entry);
+                for (a, &v) in acc.iter_mut().zip(&halves[cols.clone()]) {
+                    *a += p * f16::from_bits(v).to_f32();
+                }
+            }
+            RingStorage::Q8 => {
+                let (qs, scales) = entry.split_at(d.div_ceil(4));
+                let qs: &[i8] = bytemuck::cast_slice(qs);
+                let ps = p * scales[hh];
+                for (a, &v) in acc.iter_mut().zip(&qs[cols.clone()]) {
+                    *a += ps * v as f32;
+                }
+            }
+        }
+    }
+}
 
 /// How a Macchiato layer combines its Latte and window terms (per head,
 /// before the shared `Wo`).
@@ -78,6 +234,7 @@ pub struct WindowAttention<'a> {
     wk: Matrix<'a>,
     wv: Matrix<'a>,
     slopes: &'a [f32],
+    storage: RingStorage,
 }
 
 impl<'a> WindowAttention<'a> {
@@ -138,9 +295,13 @@ impl<'a> WindowAttention<'a> {
         if let Some(head) = slopes.iter().position(|s| !(s.is_finite() && *s >= 0.0)) {
             return Err(Error::WindowSlope { layer: None, head });
         }
-        // The ring must be addressable.
+        // The ring must be addressable in any storage.
         window
-            .checked_mul(d_model)
+            .checked_mul(
+                RingStorage::F32
+                    .entry_words(d_model, n_heads)
+                    .unwrap_or(usize::MAX),
+            )
             .and_then(|n| n.checked_mul(2))
             .and_then(|n| n.checked_add(2))
             .ok_or(Error::SizeOverflow)?;
@@ -152,7 +313,28 @@ impl<'a> WindowAttention<'a> {
             wk,
             wv,
             slopes,
+            storage: RingStorage::F32,
         })
+    }
+
+    /// The same attention with its ring in `storage` (the state length
+    /// changes; [`WindowAttention::state_len`]).
+    pub fn with_storage(mut self, storage: RingStorage) -> Self {
+        self.storage = storage;
+        self
+    }
+
+    /// How the ring stores keys and values.
+    pub fn storage(&self) -> RingStorage {
+        self.storage
+    }
+
+    /// `f32` words of one ring entry ([`RingStorage::entry_words`]).
+    fn entry_words(&self) -> usize {
+        // `new` checked the `f32` size, the largest of the three.
+        self.storage
+            .entry_words(self.d_model, self.n_heads)
+            .unwrap_or(usize::MAX)
     }
 
     /// The window `W` (the ring's entries).
@@ -172,6 +354,7 @@ impl<'a> WindowAttention<'a> {
             self.wv,
             self.slopes,
         )
+        .map(|w| w.with_storage(self.storage))
     }
 
     /// The heads' distance slopes `beta`.
@@ -184,9 +367,16 @@ impl<'a> WindowAttention<'a> {
         [&self.wq, &self.wk, &self.wv]
     }
 
-    /// `f32` elements of the ring: `2 W D + 2`.
+    /// `f32` elements of the ring: `2 W R + 2` (`R` =
+    /// [`RingStorage::entry_words`]; `D` for `f32`).
     pub fn state_len(&self) -> usize {
-        2 * self.window * self.d_model + 2
+        2 * self.window * self.entry_words() + 2
+    }
+
+    /// `f32` elements of the ring that hold information after `tokens`
+    /// tokens: the entries filled so far and the two counters.
+    pub fn state_len_in_use(&self, tokens: u64) -> usize {
+        (tokens.min(self.window as u64) as usize) * 2 * self.entry_words() + 2
     }
 
     /// The empty ring (all zeros: no entry valid).
@@ -200,7 +390,7 @@ impl<'a> WindowAttention<'a> {
     /// Valid entries of a ring state (the tokens it holds).
     pub fn filled(&self, state: &[f32]) -> usize {
         state
-            .get(2 * self.window * self.d_model + 1)
+            .get(2 * self.window * self.entry_words() + 1)
             .map_or(0, |&f| f as usize)
     }
 
@@ -241,14 +431,14 @@ impl<'a> WindowAttention<'a> {
         y: &mut [f32],
         lse: &mut [f32],
     ) {
-        let (d, w) = (self.d_model, self.window);
-        let dh = d / self.n_heads;
-        let (keys, rest) = state.split_at_mut(w * d);
-        let (vals, counters) = rest.split_at_mut(w * d);
+        let (d, w, st) = (self.d_model, self.window, self.storage);
+        let (dh, rw) = (d / self.n_heads, self.entry_words());
+        let (keys, rest) = state.split_at_mut(w * rw);
+        let (vals, counters) = rest.split_at_mut(w * rw);
         let slot = counters[0] as usize % w;
         let filled = (counters[1] as usize).min(w - 1) + 1;
-        keys[slot * d..(slot + 1) * d].copy_from_slice(&k[..d]);
-        vals[slot * d..(slot + 1) * d].copy_from_slice(&v[..d]);
+        st.store(&k[..d], self.n_heads, &mut keys[slot * rw..(slot + 1) * rw]);
+        st.store(&v[..d], self.n_heads, &mut vals[slot * rw..(slot + 1) * rw]);
         counters[0] = ((slot + 1) % w) as f32;
         counters[1] = filled as f32;
         let oldest = (slot + w + 1 - filled) % w;
@@ -273,8 +463,8 @@ impl<'a> WindowAttention<'a> {
                 // Distance of entry j0 + i: filled - 1 - j0 - i.
                 let mut dist = (filled - 1 - j0) as f32;
                 for a in e.iter_mut() {
-                    let base = id * d + cols.start;
-                    *a = dot8(qh, &keys[base..base + dh]) * scale - slope * dist;
+                    let entry = &keys[id * rw..(id + 1) * rw];
+                    *a = st.dot(qh, entry, d, h, &cols) * scale - slope * dist;
                     if *a > bmax {
                         bmax = *a;
                     }
@@ -298,11 +488,8 @@ impl<'a> WindowAttention<'a> {
                 kernels.exp_inplace(e);
                 let mut id = idx;
                 for &p in e.iter() {
-                    let base = id * d + cols.start;
                     z += p;
-                    for (acc, &vv) in yh.iter_mut().zip(&vals[base..base + dh]) {
-                        *acc += p * vv;
-                    }
+                    st.add_scaled(yh, p, &vals[id * rw..(id + 1) * rw], d, h, &cols);
                     id += 1;
                     if id == w {
                         id = 0;
@@ -318,22 +505,21 @@ impl<'a> WindowAttention<'a> {
     }
 }
 
-/// Dot product in eight interleaved partial sums (element `i` into sum
-/// `i % 8`), added in order at the end: a fixed order, so the same bits on
-/// every machine, and independent chains the compiler can keep in registers.
-#[inline]
-fn dot8(a: &[f32], b: &[f32]) -> f32 {
+/// `sum a[i] * b(i)` in eight interleaved partial sums (element `i` into
+/// sum `i % 8`), added in order at the end: a fixed order, so the same bits
+/// on every machine, and independent chains the compiler can keep in
+/// registers. `b(i)` reads the stored key (widened if need be).
+#[inline(always)]
+fn dot8(a: &[f32], b: impl Fn(usize) -> f32) -> f32 {
     let mut s = [0.0f32; 8];
-    let n = a.len().min(b.len());
-    let (a8, ar) = a[..n].split_at(n / 8 * 8);
-    let (b8, br) = b[..n].split_at(n / 8 * 8);
-    for (ca, cb) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
+    let n8 = a.len() / 8 * 8;
+    for (c, ca) in a[..n8].chunks_exact(8).enumerate() {
         for i in 0..8 {
-            s[i] += ca[i] * cb[i];
+            s[i] += ca[i] * b(8 * c + i);
         }
     }
-    for (i, (&x, &y)) in ar.iter().zip(br).enumerate() {
-        s[i] += x * y;
+    for (i, &x) in a[n8..].iter().enumerate() {
+        s[i] += x * b(n8 + i);
     }
     let mut t = 0.0f32;
     for v in s {
@@ -559,5 +745,62 @@ impl<'a> AttentionLayer<'a> {
                 .attend(cx.kernels, qt, kt, vt, state, &mut y[td], lse);
         }
         products(cx, y, n, quant, [(&self.wo, &mut out[..n * d])]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key of `D = 12`, `H = 3` with a zero head, a tiny head and a
+    /// mixed one, stored and read back one element at a time (`q` a unit
+    /// vector): `f16` gives `half`'s rounding of every value, `q8` each
+    /// value within half a step (`max / 254`) of its head's, zeros exact.
+    #[test]
+    fn stored_entries_read_back_within_their_rounding() {
+        let x: [f32; 12] = [
+            0.0, 0.0, 0.0, 0.0, 1e-6, -3e-7, 2e-6, 0.0, 3.75, -1.2, 0.333, -7.5,
+        ];
+        let (d, h, dh) = (12, 3, 4);
+        for st in [RingStorage::F32, RingStorage::F16, RingStorage::Q8] {
+            let mut entry = [f32::NAN; 16];
+            let words = st.entry_words(d, h).unwrap();
+            st.store(&x, h, &mut entry[..words]);
+            for hh in 0..h {
+                let cols = hh * dh..(hh + 1) * dh;
+                let amax = x[cols.clone()].iter().fold(0f32, |m, v| m.max(v.abs()));
+                for i in 0..dh {
+                    let mut q = [0f32; 4];
+                    q[i] = 1.0;
+                    let got = st.dot(&q, &entry[..words], d, hh, &cols);
+                    let mut acc = [0f32; 4];
+                    st.add_scaled(&mut acc, 1.0, &entry[..words], d, hh, &cols);
+                    assert_eq!(got.to_bits(), acc[i].to_bits(), "{st:?}: dot vs add");
+                    let v = x[cols.start + i];
+                    match st {
+                        RingStorage::F32 => assert_eq!(got, v),
+                        RingStorage::F16 => assert_eq!(got, half::f16::from_f32(v).to_f32()),
+                        RingStorage::Q8 => {
+                            assert!((got - v).abs() <= amax / 254.0 * 1.0001, "{v} -> {got}");
+                            if v == 0.0 {
+                                assert_eq!(got, 0.0);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn entry_words_and_names() {
+        assert_eq!(RingStorage::F32.entry_words(128, 4), Some(128));
+        assert_eq!(RingStorage::F16.entry_words(129, 3), Some(65));
+        assert_eq!(RingStorage::Q8.entry_words(128, 4), Some(36));
+        assert_eq!(RingStorage::Q8.entry_words(usize::MAX, usize::MAX), None);
+        for st in RingStorage::ALL {
+            assert_eq!(RingStorage::from_name(st.name()), Some(st));
+        }
+        assert_eq!(RingStorage::from_name("q8_0"), None);
     }
 }

@@ -109,6 +109,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         .with_kernels(kernels)
         .with_attention_capacity(tokens)
         .with_context(|| format!("{shown}: a KV cache of {tokens} tokens"))?;
+    let model = args.compute.with_ring(model, &shown)?;
     let vocab = model.config().vocab_size;
     ensure!(
         vocab <= 256,

@@ -170,14 +170,16 @@ fn mixer_line(m: &latte_core::Model<'_>) -> String {
         .sum();
     match m.config().mixing {
         latte_core::Mixing::Latte => "mixer     latte (causal Latte in every block)".to_string(),
-        latte_core::Mixing::Macchiato { window, combine } => format!(
+        latte_core::Mixing::Macchiato {
+            window, combine, ..
+        } => format!(
             "mixer     macchiato: Latte plus softmax attention over the last {window} tokens \
              ({} combination; an extension, not the official architecture); the windows' rings \
              are {} of the state",
             combine.name(),
             bytes_text(ring as u64)
         ),
-        latte_core::Mixing::Attention { window, full } => format!(
+        latte_core::Mixing::Attention { window, full, .. } => format!(
             "mixer     attention ({}): softmax attention alone, no Latte (the baseline); KV cache \
              of {window} tokens = {} of the state",
             if full { "full" } else { "sliding window" },

@@ -222,6 +222,12 @@ pub struct ComputeArgs {
     /// size). 1 to 4096.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CHUNK, value_parser = parse_chunk, allow_negative_numbers = true)]
     pub chunk: usize,
+    /// How the attention window of a Macchiato or attention model keeps
+    /// its keys and values: f32 (the default), f16 (half the memory) or q8
+    /// (8 bits with a scale per head, about a quarter). The logits move by
+    /// their rounding. Only for models with a window.
+    #[arg(long, value_name = "STORAGE", value_parser = parse_ring)]
+    pub ring: Option<latte_core::RingStorage>,
 }
 
 impl ComputeArgs {
@@ -229,6 +235,32 @@ impl ComputeArgs {
     pub fn threads(&self) -> usize {
         self.threads.unwrap_or_else(threads::default_threads)
     }
+
+    /// `model` with its ring in the `--ring` storage (unchanged without
+    /// the flag); an error for a model without a window.
+    pub fn with_ring<'a>(
+        &self,
+        model: latte_core::Model<'a>,
+        shown: &str,
+    ) -> anyhow::Result<latte_core::Model<'a>> {
+        let Some(ring) = self.ring else {
+            return Ok(model);
+        };
+        if model.config().mixing.window() == 0 {
+            anyhow::bail!(
+                "--ring {}: {shown} has no attention window (latte.mixer = {}); the flag is for \
+                 Macchiato and attention models",
+                ring.name(),
+                model.config().mixing.name()
+            );
+        }
+        Ok(model.with_ring_storage(ring)?)
+    }
+}
+
+fn parse_ring(s: &str) -> Result<latte_core::RingStorage, String> {
+    latte_core::RingStorage::from_name(s.trim())
+        .ok_or_else(|| format!("`{s}` is not a ring storage: f32, f16 or q8"))
 }
 
 #[derive(Args, Debug)]

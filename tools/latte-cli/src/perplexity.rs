@@ -55,10 +55,21 @@ struct Runner<'a> {
 }
 
 impl<'a> Runner<'a> {
-    fn new(bytes: &'a Mapped, path: &Path, chunk: usize) -> Result<Self> {
+    /// `ring`: the `--ring` flag, for the scored model (the reference
+    /// keeps `f32` rings, so `--reference` the same file measures it).
+    fn new(
+        bytes: &'a Mapped,
+        path: &Path,
+        chunk: usize,
+        ring: Option<&crate::ComputeArgs>,
+    ) -> Result<Self> {
         let shown = path.display();
         let model =
             Model::from_gguf(bytes).with_context(|| format!("{shown}: cannot load the model"))?;
+        let model = match ring {
+            Some(c) => c.with_ring(model, &shown.to_string())?,
+            None => model,
+        };
         let vocab = model.config().vocab_size;
         ensure!(
             vocab <= 256,
@@ -384,10 +395,10 @@ pub fn perplexity(args: &PerplexityArgs) -> Result<()> {
     let text = read_text(&args.file, args.max_bytes)?;
     let chunk = args.compute.chunk;
     let model_bytes = Mapped::open(&args.model)?;
-    let mut runner = Runner::new(&model_bytes, &args.model, chunk)?;
+    let mut runner = Runner::new(&model_bytes, &args.model, chunk, Some(&args.compute))?;
     let ref_bytes = args.reference.as_deref().map(Mapped::open).transpose()?;
     let mut reference = match (&ref_bytes, &args.reference) {
-        (Some(b), Some(p)) => Some(Runner::new(b, p, chunk)?),
+        (Some(b), Some(p)) => Some(Runner::new(b, p, chunk, None)?),
         _ => None,
     };
 

@@ -153,7 +153,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
 
     let shown = args.model.display().to_string();
     let bytes = Mapped::open(&args.model)?;
-    let model = load(&bytes, &shown)?;
+    let model = args.compute.with_ring(load(&bytes, &shown)?, &shown)?;
     let cfg = *model.config();
     let vocab = cfg.vocab_size;
     ensure!(

@@ -19,7 +19,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use latte_core::{Combine, Kernels, Mixing, Model, Sampler, SamplerConfig, Session};
+use latte_core::{Combine, Kernels, Mixing, Model, RingStorage, Sampler, SamplerConfig, Session};
 use latte_gguf::Gguf;
 use serde_json::Value;
 
@@ -79,7 +79,8 @@ fn both_combinations_and_attention_match_their_float64_goldens() {
                 model.config().mixing,
                 Mixing::Attention {
                     window: 64,
-                    full: true
+                    full: true,
+                    ring: RingStorage::F32,
                 }
             );
             assert_eq!(model.mixer(0).unwrap().kind(), "attention");
@@ -99,7 +100,8 @@ fn both_combinations_and_attention_match_their_float64_goldens() {
                 model.config().mixing,
                 Mixing::Macchiato {
                     window: 5,
-                    combine: want_combine
+                    combine: want_combine,
+                    ring: RingStorage::F32,
                 }
             );
             assert_eq!(model.mixer(0).unwrap().kind(), "macchiato");
@@ -372,5 +374,199 @@ fn full_attention_refuses_tokens_past_its_capacity() {
         latte_core::Error::ZeroSize {
             key: "latte.window"
         }
+    );
+}
+
+/// The rings in `f16` and `q8` (a load-time choice): the state shrinks to
+/// the layout's size; logits stay near the float64 goldens (within the
+/// rounding of the stored keys and values: bounds measured on these
+/// fixtures with some margin); prefill chunks and every kernel path give
+/// the bits of scalar steps; snapshots restore only into the same storage.
+#[test]
+fn rings_in_f16_and_q8_stay_near_the_goldens_with_the_same_bits_everywhere() {
+    let dir = TempDir::new("macchiato-ring");
+    let tokens: Vec<u32> = b"Rings of keys and values, rounded to f16 or to 8 bits."
+        .iter()
+        .map(|&b| b as u32)
+        .collect();
+    for combine in ["sum", "joint", "attention"] {
+        let gold = golden(combine);
+        for dtype in ["f32", "q8_0"] {
+            let words = converted(&dir, combine, dtype);
+            let bytes = bytemuck::cast_slice::<u32, u8>(&words);
+            let base = Model::from_gguf(bytes)
+                .unwrap()
+                .with_attention_capacity(128)
+                .unwrap();
+            let same = base.clone().with_ring_storage(RingStorage::F32).unwrap();
+            assert_eq!(same.fingerprint(), base.fingerprint());
+            assert_eq!(same.state_len(), base.state_len());
+            for (storage, tol) in [(RingStorage::F16, 2e-3), (RingStorage::Q8, 5e-2)] {
+                let model = base.clone().with_ring_storage(storage).unwrap();
+                assert_ne!(model.fingerprint(), base.fingerprint());
+                let c = model.config();
+                let (d, h) = (c.d_model, c.n_heads);
+                let words_per_entry = match storage {
+                    RingStorage::F16 => d.div_ceil(2),
+                    _ => d.div_ceil(4) + h,
+                };
+                let (latte, w) = if combine == "attention" {
+                    (0, 128)
+                } else {
+                    (c.n_latents * c.d_head() + 2 * c.n_latents, 5)
+                };
+                let ring = 2 * w * words_per_entry + 2;
+                assert_eq!(model.state_len(), c.n_layers * (latte + ring));
+                assert_eq!(model.mixer(0).unwrap().ring_len(), ring);
+                if dtype == "f32" {
+                    // Near the goldens.
+                    let mut state = vec![0f32; model.state_len()];
+                    let mut scratch = vec![0f32; model.scratch_len()];
+                    let mut s = Session::new(&model, &mut state, &mut scratch).unwrap();
+                    let mut worst = 0f64;
+                    for p in gold["prompts"].as_array().unwrap() {
+                        s.reset();
+                        for (t, row) in u32s(&p["tokens"])
+                            .iter()
+                            .zip(p["logits"].as_array().unwrap())
+                        {
+                            let got = s.step(*t).unwrap();
+                            for (a, b) in got.iter().zip(row.as_array().unwrap()) {
+                                worst = worst.max((*a as f64 - b.as_f64().unwrap()).abs());
+                            }
+                        }
+                    }
+                    eprintln!("{combine} {storage:?}: worst logit error {worst:.2e}");
+                    assert!(
+                        worst < tol,
+                        "{combine} {storage:?}: worst logit error {worst}"
+                    );
+                }
+                // Chunks and kernel paths: the bits of scalar steps.
+                let scalar = model.clone().with_kernels(Kernels::scalar());
+                let want = stepped(&scalar, &tokens);
+                for chunk in [1, 4, 7, tokens.len()] {
+                    let mut state = vec![0f32; scalar.state_len()];
+                    let mut scratch = vec![0f32; scalar.scratch_len()];
+                    let mut pre = vec![0f32; scalar.prefill_scratch_len(chunk)];
+                    let mut all = vec![0f32; tokens.len() * 256];
+                    let mut s = Session::new(&scalar, &mut state, &mut scratch).unwrap();
+                    s.prefill_with(
+                        &tokens,
+                        chunk,
+                        &mut pre,
+                        &latte_core::Sequential,
+                        Some(&mut all),
+                    )
+                    .unwrap();
+                    for (i, row) in want.iter().enumerate() {
+                        let got = &all[i * 256..(i + 1) * 256];
+                        assert!(
+                            got.iter().zip(row).all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{combine} {dtype} {storage:?}: chunk {chunk}, token {i}"
+                        );
+                    }
+                }
+                if dtype == "q8_0" {
+                    for path in latte_core::KernelPath::ALL {
+                        let Some(k) = path.kernels() else { continue };
+                        let m = model.clone().with_kernels(k);
+                        assert_eq!(m.kernels().path(), path, "the path meant to run");
+                        let got = stepped(&m, &tokens);
+                        assert!(
+                            got.iter()
+                                .flatten()
+                                .zip(want.iter().flatten())
+                                .all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{combine} {storage:?}: path {path:?}"
+                        );
+                    }
+                }
+                // Snapshots: the same storage continues with the same bits,
+                // another storage is refused.
+                let mut sampler = Sampler::new(SamplerConfig::default()).unwrap();
+                let (mut st, mut sc) = (
+                    vec![0f32; model.state_len()],
+                    vec![0f32; model.scratch_len()],
+                );
+                let mut s = Session::new(&model, &mut st, &mut sc).unwrap();
+                for &t in &tokens[..12] {
+                    s.step(t).unwrap();
+                }
+                let mut snap = vec![0u8; s.snapshot_len()];
+                let n = s.save_snapshot(&sampler, &mut snap).unwrap();
+                let next = s.step(tokens[12]).unwrap().to_vec();
+                let (mut st2, mut sc2) = (
+                    vec![0f32; model.state_len()],
+                    vec![0f32; model.scratch_len()],
+                );
+                let mut again = Session::new(&model, &mut st2, &mut sc2).unwrap();
+                again.restore_snapshot(&mut sampler, &snap[..n]).unwrap();
+                let got = again.step(tokens[12]).unwrap();
+                assert!(got
+                    .iter()
+                    .zip(&next)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()));
+                let (mut st3, mut sc3) =
+                    (vec![0f32; base.state_len()], vec![0f32; base.scratch_len()]);
+                let mut other = Session::new(&base, &mut st3, &mut sc3).unwrap();
+                assert!(other.restore_snapshot(&mut sampler, &snap[..n]).is_err());
+            }
+        }
+    }
+}
+
+/// `--ring`: runs a window model in every storage, and says what is wrong
+/// with an unknown storage or a model without a window.
+#[test]
+fn the_ring_flag_takes_a_storage_for_models_with_a_window() {
+    let dir = TempDir::new("macchiato-ring-flag");
+    let src = PathBuf::from(format!("{FIXTURE}/macchiato-sum.safetensors"));
+    let gguf = dir.path("sum.gguf");
+    convert(&src, &gguf, &[]);
+    for ring in ["f32", "f16", "q8"] {
+        ok(&latte([
+            os("run"),
+            os("-m"),
+            os(&gguf),
+            os("-p"),
+            os("abc"),
+            os("-n"),
+            os("8"),
+            os("--ring"),
+            os(ring),
+        ]));
+    }
+    fails(
+        &latte([
+            os("run"),
+            os("-m"),
+            os(&gguf),
+            os("-p"),
+            os("abc"),
+            os("--ring"),
+            os("q8_0"),
+        ]),
+        &["`q8_0` is not a ring storage: f32, f16 or q8"],
+    );
+    let plain = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/latte-micro-decay/latte-micro-decay-q4_0.gguf"
+    ));
+    fails(
+        &latte([
+            os("run"),
+            os("-m"),
+            os(&plain),
+            os("-p"),
+            os("abc"),
+            os("--ring"),
+            os("f16"),
+        ]),
+        &[
+            "--ring f16",
+            "has no attention window",
+            "latte.mixer = latte",
+        ],
     );
 }
