@@ -150,24 +150,44 @@ impl RingStorage {
 
     /// `q . k` of head `hh` (columns `cols`) of a stored key of width `d`.
     #[inline]
-    fn dot(self, q: &[f32], entry: &[f32], d: usize, hh: usize, cols: &Range<usize>) -> f32 {
+    #[allow(clippy::too_many_arguments)]
+    fn dot(
+        self,
+        q: &[f32],
+        entry: &[f32],
+        d: usize,
+        hh: usize,
+        cols: &Range<usize>,
+        buf: &mut [f32; WIDEN],
+    ) -> f32 {
+        let mut s = [0.0f32; 8];
         match self {
-            RingStorage::F32 => dot8(q, |i| entry[cols.start + i]),
+            RingStorage::F32 => dot8_acc(&mut s, q, &entry[cols.clone()]),
             RingStorage::F16 => {
                 let halves: &[u16] = bytemuck::cast_slice(entry);
-                dot8(q, |i| f16::from_bits(halves[cols.start + i]).to_f32())
+                widened(&halves[cols.clone()], widen_f16, buf, |j, b| {
+                    dot8_acc(&mut s, &q[j..j + b.len()], b)
+                });
             }
             RingStorage::Q8 => {
                 let (qs, scales) = entry.split_at(d.div_ceil(4));
                 let qs: &[i8] = bytemuck::cast_slice(qs);
-                dot8(q, |i| qs[cols.start + i] as f32) * scales[hh]
+                widened(
+                    &qs[cols.clone()],
+                    |v| v as f32,
+                    buf,
+                    |j, b| dot8_acc(&mut s, &q[j..j + b.len()], b),
+                );
+                return dot8_sum(s) * scales[hh];
             }
         }
+        dot8_sum(s)
     }
 
     /// `acc += p * v` for head `hh` (columns `cols`) of a stored value of
-    /// width `d`.
+    /// width `d`; for `q8`, `acc += (p * s) * v_int`.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn add_scaled(
         self,
         acc: &mut [f32],
@@ -176,28 +196,73 @@ impl RingStorage {
         d: usize,
         hh: usize,
         cols: &Range<usize>,
+        buf: &mut [f32; WIDEN],
     ) {
         match self {
-            RingStorage::F32 => {
-                for (a, &v) in acc.iter_mut().zip(&entry[cols.clone()]) {
-                    *a += p * v;
-                }
-            }
+            RingStorage::F32 => axpy(acc, p, &entry[cols.clone()]),
             RingStorage::F16 => {
                 let halves: &[u16] = bytemuck::cast_slice(entry);
-                for (a, &v) in acc.iter_mut().zip(&halves[cols.clone()]) {
-                    *a += p * f16::from_bits(v).to_f32();
-                }
+                widened(&halves[cols.clone()], widen_f16, buf, |j, b| {
+                    axpy(&mut acc[j..j + b.len()], p, b)
+                });
             }
             RingStorage::Q8 => {
                 let (qs, scales) = entry.split_at(d.div_ceil(4));
                 let qs: &[i8] = bytemuck::cast_slice(qs);
                 let ps = p * scales[hh];
-                for (a, &v) in acc.iter_mut().zip(&qs[cols.clone()]) {
-                    *a += ps * v as f32;
-                }
+                widened(
+                    &qs[cols.clone()],
+                    |v| v as f32,
+                    buf,
+                    |j, b| axpy(&mut acc[j..j + b.len()], ps, b),
+                );
             }
         }
+    }
+}
+
+/// Stored values widened to `f32` exactly, in pieces of at most
+/// [`WIDEN`] (a multiple of 8, so [`dot8_acc`]'s lanes continue across
+/// pieces), in `buf`: `f(j, piece)` for the piece starting at element `j`.
+#[inline(always)]
+fn widened<T: Copy>(
+    src: &[T],
+    to_f32: impl Fn(T) -> f32,
+    buf: &mut [f32; WIDEN],
+    mut f: impl FnMut(usize, &[f32]),
+) {
+    for (c, piece) in src.chunks(WIDEN).enumerate() {
+        for (o, &v) in buf.iter_mut().zip(piece) {
+            *o = to_f32(v);
+        }
+        f(c * WIDEN, &buf[..piece.len()]);
+    }
+}
+
+/// `f16` bits to `f32`: exact, the value of `half`'s conversion, without
+/// branches (so a row of them vectorises). Finite values: the exponent and
+/// mantissa bits moved into `f32` position make `x * 2^-112`, which one
+/// multiplication by `2^112` scales back exactly (subnormals included;
+/// nothing here sets flush-to-zero). Infinities keep their sign; NaNs keep
+/// their payload with the quiet bit set, as `half` (and F16C) do.
+#[inline(always)]
+fn widen_f16(bits: u16) -> f32 {
+    let em = u32::from(bits & 0x7FFF);
+    let sign = u32::from(bits & 0x8000) << 16;
+    let man = em & 0x03FF;
+    let finite = (f32::from_bits(em << 13) * f32::from_bits((127 + 112) << 23)).to_bits();
+    let special = 0x7F80_0000 | (man << 13) | (((man + 0x03FF) >> 10) << 22);
+    f32::from_bits(sign | if em >= 0x7C00 { special } else { finite })
+}
+
+/// Elements widened at once for the `f16` and `q8` rings.
+const WIDEN: usize = 64;
+
+/// `acc[i] += p * v[i]`, each product rounded before its addition.
+#[inline(always)]
+fn axpy(acc: &mut [f32], p: f32, v: &[f32]) {
+    for (a, &x) in acc.iter_mut().zip(v) {
+        *a += p * x;
     }
 }
 
@@ -443,6 +508,8 @@ impl<'a> WindowAttention<'a> {
         counters[1] = filled as f32;
         let oldest = (slot + w + 1 - filled) % w;
         let scale = 1.0 / libm::sqrtf(dh as f32);
+        // Widened `f16`/`q8` entries (unused for `f32` rings).
+        let mut buf = [0.0f32; WIDEN];
         for (h, lse_h) in lse.iter_mut().enumerate().take(self.n_heads) {
             let cols = h * dh..(h + 1) * dh;
             let qh = &q[cols.clone()];
@@ -464,7 +531,7 @@ impl<'a> WindowAttention<'a> {
                 let mut dist = (filled - 1 - j0) as f32;
                 for a in e.iter_mut() {
                     let entry = &keys[id * rw..(id + 1) * rw];
-                    *a = st.dot(qh, entry, d, h, &cols) * scale - slope * dist;
+                    *a = st.dot(qh, entry, d, h, &cols, &mut buf) * scale - slope * dist;
                     if *a > bmax {
                         bmax = *a;
                     }
@@ -489,7 +556,7 @@ impl<'a> WindowAttention<'a> {
                 let mut id = idx;
                 for &p in e.iter() {
                     z += p;
-                    st.add_scaled(yh, p, &vals[id * rw..(id + 1) * rw], d, h, &cols);
+                    st.add_scaled(yh, p, &vals[id * rw..(id + 1) * rw], d, h, &cols, &mut buf);
                     id += 1;
                     if id == w {
                         id = 0;
@@ -505,22 +572,29 @@ impl<'a> WindowAttention<'a> {
     }
 }
 
-/// `sum a[i] * b(i)` in eight interleaved partial sums (element `i` into
-/// sum `i % 8`), added in order at the end: a fixed order, so the same bits
-/// on every machine, and independent chains the compiler can keep in
-/// registers. `b(i)` reads the stored key (widened if need be).
+/// Adds `a[j] * b[j]` to the partial sum `j % 8` of `s` (eight interleaved
+/// partial sums; a dot product is one call, or several whose lengths but the
+/// last are multiples of 8, then [`dot8_sum`]): a fixed order, so the same
+/// bits on every machine, and independent chains the compiler can keep in
+/// registers.
 #[inline(always)]
-fn dot8(a: &[f32], b: impl Fn(usize) -> f32) -> f32 {
-    let mut s = [0.0f32; 8];
-    let n8 = a.len() / 8 * 8;
-    for (c, ca) in a[..n8].chunks_exact(8).enumerate() {
+fn dot8_acc(s: &mut [f32; 8], a: &[f32], b: &[f32]) {
+    let n = a.len().min(b.len());
+    let (a8, ar) = a[..n].split_at(n / 8 * 8);
+    let (b8, br) = b[..n].split_at(n / 8 * 8);
+    for (ca, cb) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
         for i in 0..8 {
-            s[i] += ca[i] * b(8 * c + i);
+            s[i] += ca[i] * cb[i];
         }
     }
-    for (i, &x) in a[n8..].iter().enumerate() {
-        s[i] += x * b(n8 + i);
+    for (i, (&x, &y)) in ar.iter().zip(br).enumerate() {
+        s[i] += x * y;
     }
+}
+
+/// The eight partial sums added in order 0..8.
+#[inline(always)]
+fn dot8_sum(s: [f32; 8]) -> f32 {
     let mut t = 0.0f32;
     for v in s {
         t += v;
@@ -772,9 +846,17 @@ mod tests {
                 for i in 0..dh {
                     let mut q = [0f32; 4];
                     q[i] = 1.0;
-                    let got = st.dot(&q, &entry[..words], d, hh, &cols);
+                    let got = st.dot(&q, &entry[..words], d, hh, &cols, &mut [0.0; WIDEN]);
                     let mut acc = [0f32; 4];
-                    st.add_scaled(&mut acc, 1.0, &entry[..words], d, hh, &cols);
+                    st.add_scaled(
+                        &mut acc,
+                        1.0,
+                        &entry[..words],
+                        d,
+                        hh,
+                        &cols,
+                        &mut [0.0; WIDEN],
+                    );
                     assert_eq!(got.to_bits(), acc[i].to_bits(), "{st:?}: dot vs add");
                     let v = x[cols.start + i];
                     match st {
@@ -789,6 +871,17 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Every `f16` value, the special ones included, widens to `half`'s
+    /// `f32`.
+    #[test]
+    fn f16_widening_is_halfs_for_every_value() {
+        for bits in 0..=u16::MAX {
+            let want = f16::from_bits(bits).to_f32();
+            let got = widen_f16(bits);
+            assert_eq!(got.to_bits(), want.to_bits(), "{bits:#06x}");
         }
     }
 
