@@ -67,6 +67,9 @@ expected_of() {
 
 boards_of check >/dev/null # every runner is of a known kind (fails here otherwise)
 
+step "latte-board-build: memory maps and model sizes (host tests)"
+cargo test --locked -p latte-board-build
+
 compare() { # board log
   local want
   want=$(expected_of "$1")

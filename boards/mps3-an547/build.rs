@@ -6,5 +6,6 @@ fn main() {
         model_section: Some(".model"),
         stack_reserve: 64 * 1024,
         code_reserve: 0,
+        ring: "f32",
     });
 }

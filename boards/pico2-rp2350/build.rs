@@ -5,5 +5,6 @@ fn main() {
         model_section: None,
         stack_reserve: 64 * 1024,
         code_reserve: 192 * 1024,
+        ring: "f32",
     });
 }

@@ -11,12 +11,14 @@
 //! pub const MODEL_BYTES: usize; // its size
 //! pub const STATE_LEN: usize;   // f32 elements of recurrent state
 //! pub const SCRATCH_LEN: usize; // f32 elements of scratch
+//! pub const RING: latte_board::RingStorage; // how a window's ring stores keys and values
 //! pub static MODEL: latte_board::Aligned<[u8; MODEL_BYTES]>; // in flash (or `section`)
 //! ```
 //!
 //! The model is the board's default unless the environment variable
 //! `LATTE_MODEL` names another file (absolute, or relative to the board's
-//! directory).
+//! directory); `LATTE_RING` (`f32`, `f16`, `q8`) likewise replaces the
+//! board's ring storage.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -37,6 +39,10 @@ pub struct Board<'a> {
     /// Bytes of the model's region kept for code and other read-only data
     /// when the model shares it with them.
     pub code_reserve: usize,
+    /// How the attention window of a Macchiato or attention model keeps its
+    /// keys and values: `"f32"`, `"f16"` or `"q8"` (`latte_core::RingStorage`;
+    /// the state is sized for it). Models without a window ignore it.
+    pub ring: &'a str,
 }
 
 /// A region of `memory.x`.
@@ -145,7 +151,17 @@ fn region(regions: &[Region], name: &str) -> Region {
 pub fn configure(board: Board) {
     let (dir, out, regions) = board_memory();
     println!("cargo::rerun-if-env-changed=LATTE_MODEL");
+    println!("cargo::rerun-if-env-changed=LATTE_RING");
     let region = |name: &str| region(&regions, name);
+    let ring_name = match env::var("LATTE_RING") {
+        Ok(r) if !r.is_empty() => r,
+        _ => board.ring.to_string(),
+    };
+    let ring = latte_core::RingStorage::from_name(&ring_name).unwrap_or_else(|| {
+        fail(&format!(
+            "ring storage `{ring_name}` (LATTE_RING or the board's build.rs): use f32, f16 or q8"
+        ))
+    });
 
     // The model: validated by latte-core exactly as the firmware will.
     let model_path = match env::var("LATTE_MODEL") {
@@ -162,7 +178,7 @@ pub fn configure(board: Board) {
     println!("cargo::rerun-if-changed={}", model_path.display());
     let bytes = fs::read(&model_path)
         .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", model_path.display())));
-    let (state_len, scratch_len) = sizes(&bytes).unwrap_or_else(|e| {
+    let (state_len, scratch_len) = sizes(&bytes, ring).unwrap_or_else(|e| {
         fail(&format!(
             "{} is not a model this runtime can run: {e}",
             model_path.display()
@@ -219,6 +235,19 @@ pub fn configure(board: Board) {
     let _ = writeln!(src, "pub const STATE_LEN: usize = {state_len};");
     let _ = writeln!(src, "/// `f32` elements of scratch the model needs.");
     let _ = writeln!(src, "pub const SCRATCH_LEN: usize = {scratch_len};");
+    let _ = writeln!(
+        src,
+        "/// How the model's attention window (if any) stores keys and values."
+    );
+    let variant = match ring {
+        latte_core::RingStorage::F32 => "F32",
+        latte_core::RingStorage::F16 => "F16",
+        latte_core::RingStorage::Q8 => "Q8",
+    };
+    let _ = writeln!(
+        src,
+        "pub const RING: latte_board::RingStorage = latte_board::RingStorage::{variant};"
+    );
     let _ = writeln!(src, "/// The model, read in place.");
     if let Some(section) = board.model_section {
         let _ = writeln!(src, "#[link_section = {section:?}]");
@@ -388,11 +417,15 @@ fn aligned_words(bytes: &[u8]) -> Vec<u32> {
     words
 }
 
-/// `(state_len, scratch_len)` of a model file, validated by `latte-core`.
-pub fn sizes(bytes: &[u8]) -> Result<(usize, usize), latte_core::Error> {
+/// `(state_len, scratch_len)` of a model file with its window's ring (if
+/// any) in `ring`, validated by `latte-core`.
+pub fn sizes(
+    bytes: &[u8],
+    ring: latte_core::RingStorage,
+) -> Result<(usize, usize), latte_core::Error> {
     let words = aligned_words(bytes);
     let view: &[u8] = bytemuck::cast_slice(&words);
-    let model = latte_core::Model::from_gguf(&view[..bytes.len()])?;
+    let model = latte_core::Model::from_gguf(&view[..bytes.len()])?.with_ring_storage(ring)?;
     Ok((model.state_len(), model.scratch_len()))
 }
 
@@ -432,9 +465,24 @@ mod tests {
             "/../../models/latte-micro/latte-micro-q8_0.gguf"
         ))
         .unwrap();
-        let (state, _scratch) = sizes(&bytes).unwrap();
+        let (state, _scratch) = sizes(&bytes, latte_core::RingStorage::F32).unwrap();
         // 6 layers x (L * D/H + 2 L) with L = 64, D = 128, H = 4 (model card).
         assert_eq!(state, 6 * (64 * 32 + 2 * 64));
-        assert!(sizes(&bytes[..100]).is_err());
+        assert!(sizes(&bytes[..100], latte_core::RingStorage::F32).is_err());
+        // Macchiato: Latte's state plus, per layer, a ring of 128 entries
+        // of keys and values, each 128 values in 4 heads (model card).
+        let bytes = fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../models/latte-macchiato-micro/latte-macchiato-micro-q8_0.gguf"
+        ))
+        .unwrap();
+        for (ring, words) in [
+            (latte_core::RingStorage::F32, 128),
+            (latte_core::RingStorage::F16, 64),
+            (latte_core::RingStorage::Q8, 32 + 4),
+        ] {
+            let (state, _) = sizes(&bytes, ring).unwrap();
+            assert_eq!(state, 6 * (64 * 32 + 2 * 64 + 2 * 128 * words + 2));
+        }
     }
 }

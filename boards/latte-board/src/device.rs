@@ -47,12 +47,13 @@ pub fn main(
     dwt: DWT,
     name: &str,
     model: &[u8],
+    ring: crate::RingStorage,
     state: &mut [f32],
     scratch: &mut [f32],
 ) -> ! {
     crate::stack::paint();
     let mut counter = CycleCounter::new(&mut dcb, dwt);
-    match crate::run(name, model, state, scratch, &mut counter) {
+    match crate::run(name, model, ring, state, scratch, &mut counter) {
         Ok(_) => {
             crate::report_matvec_costs(&mut counter);
             crate::stack::report();

@@ -26,6 +26,7 @@ pub mod selftest;
 pub mod stack;
 
 use latte_core::latte_kernels::{quantize_row_q8_0, BlockQ4_0, BlockQ8_0, Kernels};
+pub use latte_core::RingStorage;
 use latte_core::{Error, Model, Sampler, SamplerConfig, Session};
 
 /// A value aligned for in-place reading (the core needs 4-byte alignment;
@@ -139,12 +140,14 @@ pub struct Costs {
 pub fn run<C: Counter>(
     name: &str,
     model: &[u8],
+    ring: RingStorage,
     state: &mut [f32],
     scratch: &mut [f32],
     counter: &mut C,
 ) -> Result<Costs, Error> {
     let bytes = model.len();
-    let model = Model::from_gguf(model)?;
+    let mut model = Model::from_gguf(model)?;
+    model.set_ring_storage(ring)?;
     defmt::info!(
         "model: {=str}, {=usize} bytes, kernels {=str}",
         name,
@@ -156,6 +159,14 @@ pub fn run<C: Counter>(
         model.state_bytes(),
         model.scratch_bytes()
     );
+    let window = model.config().mixing.window();
+    if window > 0 {
+        defmt::info!(
+            "ring: {=usize} tokens per layer, keys and values in {=str}",
+            window,
+            ring.name()
+        );
+    }
     let mut session = Session::new(&model, state, scratch)?;
     let mut text = [0u8; N_GENERATE];
 
@@ -218,11 +229,13 @@ pub const COST_STEPS: u64 = 8;
 pub fn context_costs<C: Counter>(
     name: &str,
     model: &[u8],
+    ring: RingStorage,
     state: &mut [f32],
     scratch: &mut [f32],
     counter: &mut C,
 ) -> Result<usize, Error> {
-    let model = Model::from_gguf(model)?;
+    let mut model = Model::from_gguf(model)?;
+    model.set_ring_storage(ring)?;
     defmt::info!(
         "model: {=str}, mixer {=str}, kernels {=str}, state {=usize} bytes",
         name,

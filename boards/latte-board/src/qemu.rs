@@ -156,12 +156,19 @@ impl Counter for InstructionCounter {
 /// The whole firmware of a QEMU board: counts instructions, runs the demo
 /// ([`crate::run`]) and the matrix-vector cost measurement, and exits with
 /// status 0 on success, 1 on any error (logged).
-pub fn main(syst: SYST, name: &str, model: &[u8], state: &mut [f32], scratch: &mut [f32]) -> ! {
+pub fn main(
+    syst: SYST,
+    name: &str,
+    model: &[u8],
+    ring: crate::RingStorage,
+    state: &mut [f32],
+    scratch: &mut [f32],
+) -> ! {
     crate::stack::paint();
     let Some(mut counter) = InstructionCounter::new(syst) else {
         exit(false)
     };
-    match crate::run(name, model, state, scratch, &mut counter) {
+    match crate::run(name, model, ring, state, scratch, &mut counter) {
         Ok(_) => {
             crate::report_matvec_costs(&mut counter);
             crate::stack::report();
@@ -181,13 +188,14 @@ pub fn context_cost_main(
     syst: SYST,
     name: &str,
     model: &[u8],
+    ring: crate::RingStorage,
     state: &mut [f32],
     scratch: &mut [f32],
 ) -> ! {
     let Some(mut counter) = InstructionCounter::new(syst) else {
         exit(false)
     };
-    match crate::context_costs(name, model, state, scratch, &mut counter) {
+    match crate::context_costs(name, model, ring, state, scratch, &mut counter) {
         Ok(_) => exit(true),
         Err(e) => {
             defmt::error!("{}", defmt::Display2Format(&e));

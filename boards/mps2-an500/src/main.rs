@@ -12,7 +12,7 @@ latte_board::model_and_buffers!();
 fn main() -> ! {
     match (cortex_m::Peripherals::take(), buffers()) {
         (Some(p), Some((state, scratch))) => {
-            latte_board::qemu::main(p.SYST, MODEL_NAME, &MODEL.0, state, scratch)
+            latte_board::qemu::main(p.SYST, MODEL_NAME, &MODEL.0, RING, state, scratch)
         }
         _ => latte_board::qemu::exit(false),
     }

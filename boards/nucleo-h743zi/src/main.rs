@@ -18,5 +18,5 @@ fn main() -> ! {
     // The model is read from flash through the AXI bus: the caches matter.
     p.SCB.enable_icache();
     p.SCB.enable_dcache(&mut p.CPUID);
-    latte_board::device::main(p.DCB, p.DWT, MODEL_NAME, &MODEL.0, state, scratch)
+    latte_board::device::main(p.DCB, p.DWT, MODEL_NAME, &MODEL.0, RING, state, scratch)
 }

@@ -33,5 +33,5 @@ fn main() -> ! {
     let (Some(p), Some((state, scratch))) = (cortex_m::Peripherals::take(), buffers()) else {
         panic!("main entered twice")
     };
-    latte_board::device::main(p.DCB, p.DWT, MODEL_NAME, &MODEL.0, state, scratch)
+    latte_board::device::main(p.DCB, p.DWT, MODEL_NAME, &MODEL.0, RING, state, scratch)
 }

@@ -457,33 +457,49 @@ impl<'a> Model<'a> {
             mix_tmp: 0,
             scratch: 0,
         };
+        if config.position == Position::Sinusoidal {
+            model.sinusoid_len = fill_sinusoid(&mut model.sinusoid, d);
+        }
+        model.derive()?;
+        Ok(model)
+    }
+
+    /// Computes what follows from the blocks: the layers' state offsets,
+    /// the scratch sizes and the fingerprint.
+    fn derive(&mut self) -> Result<(), Error> {
+        let config = self.config;
+        let mut offsets = [0usize; MAX_LAYERS + 1];
+        let mut mix_tmp = 0;
         for i in 0..config.n_layers {
-            let mixer = &model.blocks[i].mixer;
-            model.state_offsets[i + 1] = model.state_offsets[i]
+            let mixer = &self.blocks[i].mixer;
+            offsets[i + 1] = offsets[i]
                 .checked_add(mixer.state_len())
                 .ok_or(Error::SizeOverflow)?;
-            model.mix_tmp = model.mix_tmp.max(mixer.tmp_per_token());
+            mix_tmp = mix_tmp.max(mixer.tmp_per_token());
         }
         // Scratch areas (see `Session`): h, a, o, logits, the VAPOR table,
         // then one temporary area shared by the mixers, the MLP's hidden
         // vector and the sampler.
-        model.scratch = config
-            .try_scratch_len_for(model.mix_tmp)
+        let scratch = config
+            .try_scratch_len_for(mix_tmp)
             .ok_or(Error::SizeOverflow)?;
-        if config.position == Position::Sinusoidal {
-            model.sinusoid_len = fill_sinusoid(&mut model.sinusoid, d);
-        }
-        let blocks = model.quantized_input_blocks();
+        let blocks = self.quantized_input_blocks();
+        let (mut quant_blocks, mut quant_scratch) = (0, 0);
         if blocks > 0 {
-            model.quant_blocks = blocks;
-            model.quant_scratch = q8_0_scratch_len(blocks);
-            model
-                .scratch
-                .checked_add(model.quant_scratch)
+            quant_blocks = blocks;
+            quant_scratch = q8_0_scratch_len(blocks);
+            // The session's scratch is both (`scratch_len`).
+            scratch
+                .checked_add(quant_scratch)
                 .ok_or(Error::SizeOverflow)?;
         }
-        model.fingerprint = model.compute_fingerprint();
-        Ok(model)
+        self.state_offsets = offsets;
+        self.mix_tmp = mix_tmp;
+        self.scratch = scratch;
+        self.quant_blocks = quant_blocks;
+        self.quant_scratch = quant_scratch;
+        self.fingerprint = self.compute_fingerprint();
+        Ok(())
     }
 
     /// FNV-1a 64 over what the computation depends on, in a fixed order:
@@ -593,29 +609,30 @@ impl<'a> Model<'a> {
     ///
     /// Errors: [`Error::SizeOverflow`] (not for a model that loaded).
     pub fn with_ring_storage(mut self, storage: RingStorage) -> Result<Self, Error> {
-        match &mut self.config.mixing {
-            Mixing::Latte => return Ok(self),
+        self.set_ring_storage(storage)?;
+        Ok(self)
+    }
+
+    /// [`Model::with_ring_storage`] in place (no copy of the model: a
+    /// microcontroller's stack is small). On an error the model is
+    /// unchanged.
+    pub fn set_ring_storage(&mut self, storage: RingStorage) -> Result<(), Error> {
+        let mut config = self.config;
+        match &mut config.mixing {
+            Mixing::Latte => return Ok(()),
             Mixing::Macchiato { ring, .. } | Mixing::Attention { ring, .. } => *ring = storage,
         }
-        self.config.validate()?;
-        for b in self.blocks.iter_mut().take(self.config.n_layers) {
+        config.validate()?;
+        self.config = config;
+        for b in self.blocks.iter_mut().take(config.n_layers) {
             match &mut b.mixer {
                 Mixer::Macchiato(m) => m.window = m.window.with_storage(storage),
                 Mixer::Attention(a) => a.window = a.window.with_storage(storage),
                 _ => {}
             }
         }
-        let c = self.config;
-        Self::assemble(
-            c,
-            self.token_embd,
-            self.blocks,
-            self.output_norm,
-            self.output,
-            self.output_bias,
-            self.frequencies,
-        )
-        .map(|m| m.with_kernels(self.kernels))
+        // The validated configuration bounds every size derived here.
+        self.derive()
     }
 
     /// Bytes of a session's state that hold information after `tokens`
