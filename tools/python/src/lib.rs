@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use latte_core::{
-    Model as CoreModel, Sampler as CoreSampler, SamplerConfig, Session as CoreSession,
+    Model as CoreModel, RingStorage, Sampler as CoreSampler, SamplerConfig, Session as CoreSession,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -40,7 +40,17 @@ struct Owned {
 }
 
 impl Owned {
-    fn new(data: &[u8]) -> PyResult<Self> {
+    /// `ring`: how a window's ring stores keys and values (`None`: `f32`).
+    fn new(data: &[u8], ring: Option<&str>) -> PyResult<Self> {
+        let ring = ring
+            .map(|name| {
+                RingStorage::from_name(name).ok_or_else(|| {
+                    err(format!(
+                        "ring {name:?} is not a ring storage: f32, f16 or q8"
+                    ))
+                })
+            })
+            .transpose()?;
         let mut words = vec![0u32; data.len().div_ceil(4)];
         // The core reads F32 tensors in place: 4-byte alignment.
         let view: &mut [u8] = unsafe {
@@ -52,7 +62,18 @@ impl Owned {
         // struct owns, never changes and drops after the model.
         let bytes: &'static [u8] =
             unsafe { std::slice::from_raw_parts(words.as_ptr() as *const u8, data.len()) };
-        let model = CoreModel::from_gguf(bytes).map_err(err)?;
+        let mut model = CoreModel::from_gguf(bytes).map_err(err)?;
+        if let Some(ring) = ring {
+            if model.config().mixing.window() == 0 {
+                return Err(err(format!(
+                    "ring {:?}: the model has no attention window (latte.mixer = {}); \
+                     ring is for Macchiato and attention models",
+                    ring.name(),
+                    model.config().mixing.name()
+                )));
+            }
+            model.set_ring_storage(ring).map_err(err)?;
+        }
         Ok(Owned {
             model,
             _bytes: words,
@@ -69,19 +90,22 @@ struct Model {
 #[pymethods]
 impl Model {
     #[new]
-    fn new(path: PathBuf) -> PyResult<Self> {
+    #[pyo3(signature = (path, ring=None))]
+    fn new(path: PathBuf, ring: Option<&str>) -> PyResult<Self> {
         let data = std::fs::read(&path)
             .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
-        let inner = Owned::new(&data).map_err(|e| err(format!("{}: {}", path.display(), e)))?;
+        let inner =
+            Owned::new(&data, ring).map_err(|e| err(format!("{}: {}", path.display(), e)))?;
         Ok(Model {
             inner: Arc::new(inner),
         })
     }
 
     #[staticmethod]
-    fn from_bytes(data: &[u8]) -> PyResult<Self> {
+    #[pyo3(signature = (data, ring=None))]
+    fn from_bytes(data: &[u8], ring: Option<&str>) -> PyResult<Self> {
         Ok(Model {
-            inner: Arc::new(Owned::new(data)?),
+            inner: Arc::new(Owned::new(data, ring)?),
         })
     }
 

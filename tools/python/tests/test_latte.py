@@ -122,3 +122,28 @@ def test_ctrl_c_stops_cleanly(model):
     killer.wait()
     assert 0 < s2.position < 2_000_000 and s2.position % 64 == 0
     s2.feed(b"ok")  # and the session goes on
+
+
+MACCHIATO = ROOT / "models/latte-macchiato-micro/latte-macchiato-micro-q8_0.gguf"
+
+
+def test_ring_storage_for_window_models():
+    # Latte state (6 x (64 x 32 + 2 x 64) floats) plus six rings of 128 keys
+    # and values, each entry D=128 values in 4 heads: f32 128 words, f16 64,
+    # q8 32 words of bytes + 4 scales; plus two counters per ring.
+    latte_state = 6 * (64 * 32 + 2 * 64)
+    for ring, words in [(None, 128), ("f32", 128), ("f16", 64), ("q8", 36)]:
+        m = latte.Model(MACCHIATO, ring=ring)
+        assert m.state_len == latte_state + 6 * (2 * 128 * words + 2)
+    prompt = b"And God said, Let there be light"
+    f32 = latte.Model(MACCHIATO)
+    for ring in ["f16", "q8"]:
+        m = latte.Model.from_bytes(MACCHIATO.read_bytes(), ring=ring)
+        assert m.fingerprint != f32.fingerprint
+        want = cli("run", "-m", MACCHIATO, "-p", prompt.decode(), "-n", 40, "--temp", 0, "--ring", ring)
+        got = prompt + b"".join(m.session().generate(prompt, 40, temperature=0.0))
+        assert got == want
+    with pytest.raises(latte.LatteError, match="not a ring storage"):
+        latte.Model(MACCHIATO, ring="q8_0")
+    with pytest.raises(latte.LatteError, match="no attention window"):
+        latte.Model(MODEL, ring="f16")

@@ -24,16 +24,22 @@ __all__ = ["Model", "Session", "Sampler", "LatteError", "convert"]
 
 
 class Model:
-    """A Latte GGUF model (f32, f16, Q8_0 or Q4_0), read from ``path``."""
+    """A Latte GGUF model (f32, f16, Q8_0 or Q4_0), read from ``path``.
 
-    def __init__(self, path) -> None:
-        self._m = _Model(str(path))
+    ``ring`` (Macchiato and attention models only): how the attention window
+    keeps its keys and values, ``"f32"`` (the default), ``"f16"`` (half the
+    memory) or ``"q8"`` (8 bits with a scale per head, about a quarter), as
+    ``latte run --ring``.
+    """
+
+    def __init__(self, path, ring: Optional[str] = None) -> None:
+        self._m = _Model(str(path), ring)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Model":
+    def from_bytes(cls, data: bytes, ring: Optional[str] = None) -> "Model":
         """A model from the bytes of a GGUF file."""
         m = cls.__new__(cls)
-        m._m = _Model.from_bytes(bytes(data))
+        m._m = _Model.from_bytes(bytes(data), ring)
         return m
 
     @property
