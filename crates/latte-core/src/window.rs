@@ -35,13 +35,14 @@
 //! `(p * s) * v_int`.
 //!
 //! Arithmetic: the scores are dot products in eight interleaved partial
-//! sums (element `i` into sum `i % 8`, the sums then added in order
-//! 0..8), the softmax runs over blocks of [`SCORE_BLOCK`] entries with a
-//! running maximum (the block's exponentials through
-//! [`Kernels::exp_inplace`], which gives the same bits on every path), and
-//! the values are accumulated element by element. This code is its own
-//! scalar spec: nothing here is dispatched by instruction set except `exp`,
-//! so every kernel path gives the same bits.
+//! sums (element `i` into sum `i % 8`, [`Kernels::dot8_acc`]; the sums then
+//! added in order 0..8), the softmax runs over blocks of [`SCORE_BLOCK`]
+//! entries with a running maximum (the block's exponentials through
+//! [`Kernels::exp_inplace`]), and the values are accumulated element by
+//! element ([`Kernels::axpy`]). Those three kernels are bit-identical to
+//! their scalar twins on every path (the Cortex-M FPU runs the first and the
+//! last in `VMLA` loops), and the rest is plain Rust, so every kernel path
+//! gives the same bits.
 
 use core::ops::Range;
 
@@ -153,6 +154,7 @@ impl RingStorage {
     #[allow(clippy::too_many_arguments)]
     fn dot(
         self,
+        kern: &Kernels,
         q: &[f32],
         entry: &[f32],
         d: usize,
@@ -162,11 +164,11 @@ impl RingStorage {
     ) -> f32 {
         let mut s = [0.0f32; 8];
         match self {
-            RingStorage::F32 => dot8_acc(&mut s, q, &entry[cols.clone()]),
+            RingStorage::F32 => kern.dot8_acc(&mut s, q, &entry[cols.clone()]),
             RingStorage::F16 => {
                 let halves: &[u16] = bytemuck::cast_slice(entry);
                 widened(&halves[cols.clone()], widen_f16, buf, |j, b| {
-                    dot8_acc(&mut s, &q[j..j + b.len()], b)
+                    kern.dot8_acc(&mut s, &q[j..j + b.len()], b)
                 });
             }
             RingStorage::Q8 => {
@@ -176,7 +178,7 @@ impl RingStorage {
                     &qs[cols.clone()],
                     |v| v as f32,
                     buf,
-                    |j, b| dot8_acc(&mut s, &q[j..j + b.len()], b),
+                    |j, b| kern.dot8_acc(&mut s, &q[j..j + b.len()], b),
                 );
                 return dot8_sum(s) * scales[hh];
             }
@@ -190,6 +192,7 @@ impl RingStorage {
     #[allow(clippy::too_many_arguments)]
     fn add_scaled(
         self,
+        kern: &Kernels,
         acc: &mut [f32],
         p: f32,
         entry: &[f32],
@@ -199,11 +202,11 @@ impl RingStorage {
         buf: &mut [f32; WIDEN],
     ) {
         match self {
-            RingStorage::F32 => axpy(acc, p, &entry[cols.clone()]),
+            RingStorage::F32 => kern.axpy(acc, p, &entry[cols.clone()]),
             RingStorage::F16 => {
                 let halves: &[u16] = bytemuck::cast_slice(entry);
                 widened(&halves[cols.clone()], widen_f16, buf, |j, b| {
-                    axpy(&mut acc[j..j + b.len()], p, b)
+                    kern.axpy(&mut acc[j..j + b.len()], p, b)
                 });
             }
             RingStorage::Q8 => {
@@ -214,7 +217,7 @@ impl RingStorage {
                     &qs[cols.clone()],
                     |v| v as f32,
                     buf,
-                    |j, b| axpy(&mut acc[j..j + b.len()], ps, b),
+                    |j, b| kern.axpy(&mut acc[j..j + b.len()], ps, b),
                 );
             }
         }
@@ -222,7 +225,7 @@ impl RingStorage {
 }
 
 /// Stored values widened to `f32` exactly, in pieces of at most
-/// [`WIDEN`] (a multiple of 8, so [`dot8_acc`]'s lanes continue across
+/// [`WIDEN`] (a multiple of 8, so [`Kernels::dot8_acc`]'s lanes continue across
 /// pieces), in `buf`: `f(j, piece)` for the piece starting at element `j`.
 #[inline(always)]
 fn widened<T: Copy>(
@@ -257,14 +260,6 @@ fn widen_f16(bits: u16) -> f32 {
 
 /// Elements widened at once for the `f16` and `q8` rings.
 const WIDEN: usize = 64;
-
-/// `acc[i] += p * v[i]`, each product rounded before its addition.
-#[inline(always)]
-fn axpy(acc: &mut [f32], p: f32, v: &[f32]) {
-    for (a, &x) in acc.iter_mut().zip(v) {
-        *a += p * x;
-    }
-}
 
 /// How a Macchiato layer combines its Latte and window terms (per head,
 /// before the shared `Wo`).
@@ -531,7 +526,7 @@ impl<'a> WindowAttention<'a> {
                 let mut dist = (filled - 1 - j0) as f32;
                 for a in e.iter_mut() {
                     let entry = &keys[id * rw..(id + 1) * rw];
-                    *a = st.dot(qh, entry, d, h, &cols, &mut buf) * scale - slope * dist;
+                    *a = st.dot(kernels, qh, entry, d, h, &cols, &mut buf) * scale - slope * dist;
                     if *a > bmax {
                         bmax = *a;
                     }
@@ -556,7 +551,16 @@ impl<'a> WindowAttention<'a> {
                 let mut id = idx;
                 for &p in e.iter() {
                     z += p;
-                    st.add_scaled(yh, p, &vals[id * rw..(id + 1) * rw], d, h, &cols, &mut buf);
+                    st.add_scaled(
+                        kernels,
+                        yh,
+                        p,
+                        &vals[id * rw..(id + 1) * rw],
+                        d,
+                        h,
+                        &cols,
+                        &mut buf,
+                    );
                     id += 1;
                     if id == w {
                         id = 0;
@@ -569,26 +573,6 @@ impl<'a> WindowAttention<'a> {
             yh.iter_mut().for_each(|a| *a *= inv);
             *lse_h = m + libm::logf(z);
         }
-    }
-}
-
-/// Adds `a[j] * b[j]` to the partial sum `j % 8` of `s` (eight interleaved
-/// partial sums; a dot product is one call, or several whose lengths but the
-/// last are multiples of 8, then [`dot8_sum`]): a fixed order, so the same
-/// bits on every machine, and independent chains the compiler can keep in
-/// registers.
-#[inline(always)]
-fn dot8_acc(s: &mut [f32; 8], a: &[f32], b: &[f32]) {
-    let n = a.len().min(b.len());
-    let (a8, ar) = a[..n].split_at(n / 8 * 8);
-    let (b8, br) = b[..n].split_at(n / 8 * 8);
-    for (ca, cb) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
-        for i in 0..8 {
-            s[i] += ca[i] * cb[i];
-        }
-    }
-    for (i, (&x, &y)) in ar.iter().zip(br).enumerate() {
-        s[i] += x * y;
     }
 }
 
@@ -846,9 +830,18 @@ mod tests {
                 for i in 0..dh {
                     let mut q = [0f32; 4];
                     q[i] = 1.0;
-                    let got = st.dot(&q, &entry[..words], d, hh, &cols, &mut [0.0; WIDEN]);
+                    let got = st.dot(
+                        &Kernels::scalar(),
+                        &q,
+                        &entry[..words],
+                        d,
+                        hh,
+                        &cols,
+                        &mut [0.0; WIDEN],
+                    );
                     let mut acc = [0f32; 4];
                     st.add_scaled(
+                        &Kernels::scalar(),
                         &mut acc,
                         1.0,
                         &entry[..words],

@@ -501,6 +501,35 @@ pub fn exp_inplace(x: &mut [f32]) {
     }
 }
 
+/// Adds `a[j] * b[j]` (the product rounded, then the sum: no FMA) to the
+/// partial sum `s[j % 8]`, for `j < min(a.len(), b.len())`: the window
+/// attention's dot products (eight interleaved sums, added in order at the
+/// end by the caller; a longer product is several calls whose lengths but the
+/// last are multiples of 8). The specification of
+/// [`crate::Kernels::dot8_acc`].
+pub fn dot8_acc(s: &mut [f32; 8], a: &[f32], b: &[f32]) {
+    let n = a.len().min(b.len());
+    let (a8, ar) = a[..n].split_at(n / 8 * 8);
+    let (b8, br) = b[..n].split_at(n / 8 * 8);
+    for (ca, cb) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
+        for i in 0..8 {
+            s[i] += ca[i] * cb[i];
+        }
+    }
+    for (i, (&x, &y)) in ar.iter().zip(br).enumerate() {
+        s[i] += x * y;
+    }
+}
+
+/// `acc[j] += p * v[j]` (the product rounded, then the sum) for
+/// `j < min(acc.len(), v.len())`: the window attention's weighted sum of
+/// values. The specification of [`crate::Kernels::axpy`].
+pub fn axpy(acc: &mut [f32], p: f32, v: &[f32]) {
+    for (a, &x) in acc.iter_mut().zip(v) {
+        *a += p * x;
+    }
+}
+
 /// The Latte recurrence's update of a group of latents sharing one value
 /// vector `v` (length `Dh`): for each latent `l` (row `s[l*Dh..(l+1)*Dh]`,
 /// `l < min(r.len(), a.len(), w.len(), s.len() / Dh)`), in order of `l`,

@@ -79,6 +79,7 @@ cases!(
     tanh_bit_exact,
     gelu_tanh_bit_exact,
     latent_update_bit_exact,
+    window_steps_bit_exact,
 );
 
 /// Runs every case of [`CASES`] on `k`, calling `report` with each case's
@@ -1788,6 +1789,40 @@ pub fn latent_update_bit_exact(k: &Kernels) -> Outcome {
                     )?;
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// The window attention's steps, `dot8_acc` (started from non-zero partial
+/// sums, several calls in a row) and `axpy`, have the scalar twins' bits
+/// for every length from 0 to 40 and longer, with large and tiny values.
+pub fn window_steps_bit_exact(k: &Kernels) -> Outcome {
+    const N: usize = 300;
+    let mut rng = Rng::new(0x5EED_0108);
+    let (mut a, mut b) = ([0f32; N], [0f32; N]);
+    for n in (0..=40).chain([64, 100, 257, N]) {
+        for scale in [1.0f32, 1e-30, 1e30] {
+            rng.fill_floats(&mut a[..n], scale);
+            rng.fill_floats(&mut b[..n], 1.0);
+            let mut start = [0f32; 8];
+            rng.fill_floats(&mut start, scale);
+            let (mut got, mut want) = (start, start);
+            // Two calls: a multiple of 8, then the rest.
+            let cut = n / 16 * 8;
+            k.dot8_acc(&mut got, &a[..cut], &b[..cut]);
+            k.dot8_acc(&mut got, &a[cut..n], &b[cut..n]);
+            scalar::dot8_acc(&mut want, &a[..cut], &b[..cut]);
+            scalar::dot8_acc(&mut want, &a[cut..n], &b[cut..n]);
+            let at = at!(n, scale);
+            same_all("dot8_acc = scalar twin", at, &got, &want)?;
+            let p = rng.signed();
+            let (mut y, mut ys) = ([0f32; N], [0f32; N]);
+            rng.fill_floats(&mut y[..n], scale);
+            ys[..n].copy_from_slice(&y[..n]);
+            k.axpy(&mut y[..n], p, &b[..n]);
+            scalar::axpy(&mut ys[..n], p, &b[..n]);
+            same_all("axpy = scalar twin", at, &y[..n], &ys[..n])?;
         }
     }
     Ok(())

@@ -194,6 +194,7 @@ macro_rules! kernel_suite {
                 tanh_bit_exact,
                 gelu_tanh_bit_exact,
                 latent_update_bit_exact,
+                window_steps_bit_exact,
             );
 
             cases!($path, host:

@@ -28,7 +28,7 @@ pub(crate) fn dot_f16(w: &[f16], x: &[f32]) -> f32 {
         let mut acc = 0.0f32;
         // A row that starts on a half-word: its first weight alone, so the
         // rest are read as aligned words.
-        let lead = usize::from(w.as_ptr() as usize % 4 != 0).min(n);
+        let lead = usize::from(!(w.as_ptr() as usize).is_multiple_of(4)).min(n);
         for j in 0..lead {
             acc += scale(w[j].to_bits()) * x[j];
         }
