@@ -166,6 +166,39 @@ fn stepped(model: &Model<'_>, tokens: &[u32]) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// Prefill of `tokens` in chunks of each size in `chunks` gives, token by
+/// token, the bits of `want` (the logits of single steps).
+fn chunks_give_the_steps(
+    model: &Model<'_>,
+    tokens: &[u32],
+    want: &[Vec<f32>],
+    chunks: &[usize],
+    label: &str,
+) {
+    for &chunk in chunks {
+        let mut state = vec![0f32; model.state_len()];
+        let mut scratch = vec![0f32; model.scratch_len()];
+        let mut pre = vec![0f32; model.prefill_scratch_len(chunk)];
+        let mut all = vec![0f32; tokens.len() * 256];
+        let mut s = Session::new(model, &mut state, &mut scratch).unwrap();
+        s.prefill_with(
+            tokens,
+            chunk,
+            &mut pre,
+            &latte_core::Sequential,
+            Some(&mut all),
+        )
+        .unwrap();
+        for (i, row) in want.iter().enumerate() {
+            let got = &all[i * 256..(i + 1) * 256];
+            assert!(
+                got.iter().zip(row).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{label}: chunk {chunk}, token {i} differs from steps"
+            );
+        }
+    }
+}
+
 /// Chunked prefill (every chunk size from 1 to past the window, and a
 /// whole-prompt chunk) gives the bits of single steps; every kernel path
 /// gives the scalar path's bits, for f32 and Q8_0 weights.
@@ -184,28 +217,14 @@ fn prefill_and_every_kernel_path_give_the_bits_of_scalar_steps() {
                 .unwrap()
                 .with_kernels(Kernels::scalar());
             let want = stepped(&scalar, &tokens);
-            for chunk in [1, 2, 3, 5, 6, 7, 16, tokens.len()] {
-                let mut state = vec![0f32; scalar.state_len()];
-                let mut scratch = vec![0f32; scalar.scratch_len()];
-                let mut pre = vec![0f32; scalar.prefill_scratch_len(chunk)];
-                let mut all = vec![0f32; tokens.len() * 256];
-                let mut s = Session::new(&scalar, &mut state, &mut scratch).unwrap();
-                s.prefill_with(
-                    &tokens,
-                    chunk,
-                    &mut pre,
-                    &latte_core::Sequential,
-                    Some(&mut all),
-                )
-                .unwrap();
-                for (i, row) in want.iter().enumerate() {
-                    let got = &all[i * 256..(i + 1) * 256];
-                    assert!(
-                        got.iter().zip(row).all(|(a, b)| a.to_bits() == b.to_bits()),
-                        "{combine} {dtype}: chunk {chunk}, token {i} differs from steps"
-                    );
-                }
-            }
+            let chunks = [1, 2, 3, 5, 6, 7, 16, tokens.len()];
+            chunks_give_the_steps(
+                &scalar,
+                &tokens,
+                &want,
+                &chunks,
+                &format!("{combine} {dtype}"),
+            );
             let mut paths = 0;
             for path in latte_core::KernelPath::ALL {
                 let Some(k) = path.kernels() else { continue };
@@ -445,28 +464,8 @@ fn rings_in_f16_and_q8_stay_near_the_goldens_with_the_same_bits_everywhere() {
                 // Chunks and kernel paths: the bits of scalar steps.
                 let scalar = model.clone().with_kernels(Kernels::scalar());
                 let want = stepped(&scalar, &tokens);
-                for chunk in [1, 4, 7, tokens.len()] {
-                    let mut state = vec![0f32; scalar.state_len()];
-                    let mut scratch = vec![0f32; scalar.scratch_len()];
-                    let mut pre = vec![0f32; scalar.prefill_scratch_len(chunk)];
-                    let mut all = vec![0f32; tokens.len() * 256];
-                    let mut s = Session::new(&scalar, &mut state, &mut scratch).unwrap();
-                    s.prefill_with(
-                        &tokens,
-                        chunk,
-                        &mut pre,
-                        &latte_core::Sequential,
-                        Some(&mut all),
-                    )
-                    .unwrap();
-                    for (i, row) in want.iter().enumerate() {
-                        let got = &all[i * 256..(i + 1) * 256];
-                        assert!(
-                            got.iter().zip(row).all(|(a, b)| a.to_bits() == b.to_bits()),
-                            "{combine} {dtype} {storage:?}: chunk {chunk}, token {i}"
-                        );
-                    }
-                }
+                let label = format!("{combine} {dtype} {storage:?}");
+                chunks_give_the_steps(&scalar, &tokens, &want, &[1, 4, 7, tokens.len()], &label);
                 if dtype == "q8_0" {
                     for path in latte_core::KernelPath::ALL {
                         let Some(k) = path.kernels() else { continue };

@@ -17,7 +17,10 @@
 # The same call trains the default micro model longer than a CPU can (its card's
 # targets want more than 100 CPU minutes): NAME=latte-micro-decay
 # SIZE="--d-model 128 --layers 6 --heads 4 --latents 64" BATCH="--seq 256 --batch 64";
-# then tools/train/make-model.sh on the joined checkpoint.
+# then tools/train/make-model.sh on the joined checkpoint. Latte-Macchiato from
+# scratch likewise: NAME=latte-macchiato-micro, the same SIZE and BATCH, and
+# RECIPE="--pos none --gate decay --window 128 --combine sum" (on a CPU it learns
+# faster than Latte at equal steps: tools/train/results/macchiato/README.md).
 #
 # Knobs for a dry run on a CPU (all optional): NAME (default latte-small), MINUTES (training budget, default 7),
 # SIZE (model flags), BATCH (batch flags), DEVICE_ARGS (extra trainer flags),

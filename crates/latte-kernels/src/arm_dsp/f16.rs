@@ -19,6 +19,23 @@ use core::arch::asm;
 
 use super::scale;
 
+/// One pair of weights: load the word, widen both halves, two chained
+/// multiply-accumulates into `s4`, in element order.
+#[cfg(latte_arm_fpu)]
+macro_rules! pair {
+    () => {
+        concat!(
+            "ldr {t}, [{wp}], #4\n",
+            "vldmia {xp}!, {{s2, s3}}\n",
+            "vmov s0, {t}\n",
+            "vcvtb.f32.f16 s1, s0\n",
+            "vcvtt.f32.f16 s0, s0\n",
+            "vmla.f32 s4, s1, s2\n",
+            "vmla.f32 s4, s0, s3\n",
+        )
+    };
+}
+
 /// `sum w[j] * x[j]` over `min(w.len(), x.len())` values, in the scalar order.
 pub(crate) fn dot_f16(w: &[f16], x: &[f32]) -> f32 {
     let n = w.len().min(x.len());
@@ -35,66 +52,43 @@ pub(crate) fn dot_f16(w: &[f16], x: &[f32]) -> f32 {
         let pairs = (n - lead) / 2;
         let quads = pairs / 4;
         let singles = pairs % 4;
-        let mut wp = w[lead..].as_ptr() as *const u32;
+        let wp = w[lead..].as_ptr() as *const u32;
         // The accumulator crosses the `asm!` boundary as bits in a core
         // register (rustc takes float register operands only with its
         // `vfp2` target feature, which it does not see on these targets).
         let mut acc_bits = acc.to_bits();
-        let mut xp = x[lead..].as_ptr();
-        if quads > 0 {
-            // SAFETY: reads `8 quads` weights from `wp` (word-aligned after
+        let xp = x[lead..].as_ptr();
+        if pairs > 0 {
+            // SAFETY: reads `2 pairs` weights from `wp` (word-aligned after
             // the lead, within `w`) and as many activations from `xp`
             // (`f32`, word-aligned, within `x`); writes only the named
             // registers. `FPSCR` as in `scale`.
             unsafe {
                 asm!(
                     "vmov s4, {acc}",
+                    // Four pairs at a time, then one at a time.
+                    "cmp {q}, #0",
+                    "beq 3f",
                     "2:",
-                    times!(4;
-                        "ldr {t}, [{wp}], #4",
-                        "vldmia {xp}!, {{s2, s3}}",
-                        "vmov s0, {t}",
-                        "vcvtb.f32.f16 s1, s0",
-                        "vcvtt.f32.f16 s0, s0",
-                        "vmla.f32 s4, s1, s2",
-                        "vmla.f32 s4, s0, s3",
-                    ),
-                    "subs {k}, {k}, #1",
+                    pair!(),
+                    pair!(),
+                    pair!(),
+                    pair!(),
+                    "subs {q}, {q}, #1",
                     "bne 2b",
-                    "vmov {acc}, s4",
-                    wp = inout(reg) wp,
-                    xp = inout(reg) xp,
-                    k = inout(reg) quads => _,
-                    acc = inout(reg) acc_bits,
-                    t = out(reg) _,
-                    out("s0") _,
-                    out("s1") _,
-                    out("s2") _,
-                    out("s3") _,
-                    out("s4") _,
-                    options(readonly, nostack),
-                );
-            }
-        }
-        if singles > 0 {
-            // SAFETY: as above, `2 singles` weights and activations.
-            unsafe {
-                asm!(
-                    "vmov s4, {acc}",
-                    "2:",
-                    "ldr {t}, [{wp}], #4",
-                    "vldmia {xp}!, {{s2, s3}}",
-                    "vmov s0, {t}",
-                    "vcvtb.f32.f16 s1, s0",
-                    "vcvtt.f32.f16 s0, s0",
-                    "vmla.f32 s4, s1, s2",
-                    "vmla.f32 s4, s0, s3",
-                    "subs {k}, {k}, #1",
-                    "bne 2b",
+                    "3:",
+                    "cmp {r}, #0",
+                    "beq 5f",
+                    "4:",
+                    pair!(),
+                    "subs {r}, {r}, #1",
+                    "bne 4b",
+                    "5:",
                     "vmov {acc}, s4",
                     wp = inout(reg) wp => _,
                     xp = inout(reg) xp => _,
-                    k = inout(reg) singles => _,
+                    q = inout(reg) quads => _,
+                    r = inout(reg) singles => _,
                     acc = inout(reg) acc_bits,
                     t = out(reg) _,
                     out("s0") _,
