@@ -15,6 +15,8 @@
 //!   ([`Kernels::exp_inplace`], [`Kernels::tanh_inplace`],
 //!   [`Kernels::gelu_tanh_inplace`]): within 0.99 / 1.34 ulp of the exact
 //!   values, the same bits on every path.
+//! * The window attention's steps ([`Kernels::dot8_acc`], [`Kernels::axpy`]):
+//!   the same bits on every path.
 //!
 //! [`scalar`] is the specification: its module documentation fixes the
 //! rounding of the quantizers, the order of the float accumulation of the
