@@ -15,8 +15,6 @@ type MatF16 = unsafe fn(&[f16], usize, &[f32], &mut [f32]);
 type QuantQ8 = unsafe fn(&[f32], &mut [BlockQ8_0]);
 type MapF32 = unsafe fn(&mut [f32]);
 type LatentUpd = unsafe fn(&mut [f32], &[f32], &[f32], &[f32], &[f32], &mut [f32]);
-type Dot8 = unsafe fn(&mut [f32; 8], &[f32], &[f32]);
-type Axpy = unsafe fn(&mut [f32], f32, &[f32]);
 
 /// An instruction-set path of the kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -112,8 +110,6 @@ pub struct Kernels {
     tanh: MapF32,
     gelu_tanh: MapF32,
     latent_update: LatentUpd,
-    dot8_acc: Dot8,
-    axpy: Axpy,
 }
 
 impl fmt::Debug for Kernels {
@@ -213,8 +209,6 @@ impl Kernels {
             tanh: scalar::tanh_inplace,
             gelu_tanh: scalar::gelu_tanh_inplace,
             latent_update: scalar::latent_update,
-            dot8_acc: scalar::dot8_acc,
-            axpy: scalar::axpy,
         }
     }
 
@@ -235,8 +229,6 @@ impl Kernels {
                 tanh: k::tanh_inplace,
                 gelu_tanh: k::gelu_tanh_inplace,
                 latent_update: k::latent_update,
-                dot8_acc: crate::scalar::dot8_acc,
-                axpy: crate::scalar::axpy,
             });
         }
         None
@@ -294,8 +286,6 @@ impl Kernels {
                 tanh: k::tanh_inplace,
                 gelu_tanh: k::gelu_tanh_inplace,
                 latent_update: crate::scalar::latent_update,
-                dot8_acc: crate::scalar::dot8_acc,
-                axpy: crate::scalar::axpy,
             });
         }
         None
@@ -328,10 +318,6 @@ impl Kernels {
                 path: KernelPath::ArmDsp,
                 dot_f16: crate::arm_dsp::dot_f16,
                 matvec_f16: crate::arm_dsp::matvec_f16,
-                #[cfg(latte_arm_fpu)]
-                dot8_acc: crate::arm_dsp::dot8_acc,
-                #[cfg(latte_arm_fpu)]
-                axpy: crate::arm_dsp::axpy,
                 ..Kernels::scalar()
             });
         }
@@ -476,19 +462,31 @@ impl Kernels {
     /// Adds `a[j] * b[j]` to the partial sum `s[j % 8]` for `j <
     /// min(a.len(), b.len())`: bit for bit [`crate::scalar::dot8_acc`] on
     /// every path (the window attention's dot products).
+    ///
+    /// Dispatched statically, not through the table: the calls are short
+    /// (one head of one ring entry) and the scalar code, which the compilers
+    /// vectorise on x86 and AArch64, must inline; only the Cortex-M FPU has
+    /// its own loop.
+    #[inline(always)]
     pub fn dot8_acc(&self, s: &mut [f32; 8], a: &[f32], b: &[f32]) {
-        let n = a.len().min(b.len());
-        // SAFETY: the constructor checked that this CPU supports the path.
-        unsafe { (self.dot8_acc)(s, &a[..n], &b[..n]) }
+        #[cfg(latte_arm_fpu)]
+        if self.path == KernelPath::ArmDsp {
+            return crate::arm_dsp::dot8_acc(s, a, b);
+        }
+        scalar::dot8_acc(s, a, b)
     }
 
     /// `acc[j] += p * v[j]` for `j < min(acc.len(), v.len())`: bit for bit
     /// [`crate::scalar::axpy`] on every path (the window attention's sums of
     /// values).
+    /// Dispatched statically, as [`Kernels::dot8_acc`].
+    #[inline(always)]
     pub fn axpy(&self, acc: &mut [f32], p: f32, v: &[f32]) {
-        let n = acc.len().min(v.len());
-        // SAFETY: the constructor checked that this CPU supports the path.
-        unsafe { (self.axpy)(&mut acc[..n], p, &v[..n]) }
+        #[cfg(latte_arm_fpu)]
+        if self.path == KernelPath::ArmDsp {
+            return crate::arm_dsp::axpy(acc, p, v);
+        }
+        scalar::axpy(acc, p, v)
     }
 
     /// The Latte recurrence's update of a group of latents:

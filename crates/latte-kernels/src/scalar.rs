@@ -507,6 +507,7 @@ pub fn exp_inplace(x: &mut [f32]) {
 /// end by the caller; a longer product is several calls whose lengths but the
 /// last are multiples of 8). The specification of
 /// [`crate::Kernels::dot8_acc`].
+#[inline(always)]
 pub fn dot8_acc(s: &mut [f32; 8], a: &[f32], b: &[f32]) {
     let n = a.len().min(b.len());
     let (a8, ar) = a[..n].split_at(n / 8 * 8);
@@ -524,6 +525,7 @@ pub fn dot8_acc(s: &mut [f32; 8], a: &[f32], b: &[f32]) {
 /// `acc[j] += p * v[j]` (the product rounded, then the sum) for
 /// `j < min(acc.len(), v.len())`: the window attention's weighted sum of
 /// values. The specification of [`crate::Kernels::axpy`].
+#[inline(always)]
 pub fn axpy(acc: &mut [f32], p: f32, v: &[f32]) {
     for (a, &x) in acc.iter_mut().zip(v) {
         *a += p * x;
