@@ -17,7 +17,7 @@ use crate::block::Ctx;
 use crate::hash::Fnv64;
 use crate::latte::LatteLayer;
 use crate::tensor::Matrix;
-use crate::window::{AttentionLayer, Macchiato};
+use crate::window::{AttentionLayer, Macchiato, WindowAttention};
 
 /// One block's sequence mixer.
 #[derive(Clone, Copy, Debug)]
@@ -52,14 +52,28 @@ impl<'a> Mixer<'a> {
         }
     }
 
+    /// The window attention, if this mixer has one (Macchiato, attention).
+    pub fn window(&self) -> Option<&WindowAttention<'a>> {
+        match self {
+            Mixer::Latte(_) => None,
+            Mixer::Macchiato(m) => Some(&m.window),
+            Mixer::Attention(a) => Some(&a.window),
+        }
+    }
+
+    /// [`Mixer::window`], to change its ring (capacity, storage).
+    pub(crate) fn window_mut(&mut self) -> Option<&mut WindowAttention<'a>> {
+        match self {
+            Mixer::Latte(_) => None,
+            Mixer::Macchiato(m) => Some(&mut m.window),
+            Mixer::Attention(a) => Some(&mut a.window),
+        }
+    }
+
     /// `f32` elements of this layer's state that hold a window's ring of
     /// keys and values (0 for Latte).
     pub fn ring_len(&self) -> usize {
-        match self {
-            Mixer::Latte(_) => 0,
-            Mixer::Macchiato(m) => m.window.state_len(),
-            Mixer::Attention(a) => a.window.state_len(),
-        }
+        self.window().map_or(0, WindowAttention::state_len)
     }
 
     /// `f32` elements of this layer's state in a session. Constant: it never

@@ -582,21 +582,12 @@ impl<'a> Model<'a> {
         };
         self.config.validate()?;
         for b in self.blocks.iter_mut().take(self.config.n_layers) {
-            if let Mixer::Attention(a) = &mut b.mixer {
-                a.window = a.window.with_window(capacity)?;
+            if let Some(w) = b.mixer.window_mut() {
+                *w = w.with_window(capacity)?;
             }
         }
-        let c = self.config;
-        Self::assemble(
-            c,
-            self.token_embd,
-            self.blocks,
-            self.output_norm,
-            self.output,
-            self.output_bias,
-            self.frequencies,
-        )
-        .map(|m| m.with_kernels(self.kernels))
+        self.derive()?;
+        Ok(self)
     }
 
     /// The same model with its windows' rings (Macchiato's window, the
@@ -625,10 +616,8 @@ impl<'a> Model<'a> {
         config.validate()?;
         self.config = config;
         for b in self.blocks.iter_mut().take(config.n_layers) {
-            match &mut b.mixer {
-                Mixer::Macchiato(m) => m.window = m.window.with_storage(storage),
-                Mixer::Attention(a) => a.window = a.window.with_storage(storage),
-                _ => {}
+            if let Some(w) = b.mixer.window_mut() {
+                *w = w.with_storage(storage);
             }
         }
         // The validated configuration bounds every size derived here.
@@ -645,11 +634,7 @@ impl<'a> Model<'a> {
             .iter()
             .take(self.config.n_layers)
             .map(|b| {
-                let used = match &b.mixer {
-                    Mixer::Macchiato(m) => m.window.state_len_in_use(tokens),
-                    Mixer::Attention(a) => a.window.state_len_in_use(tokens),
-                    _ => 0,
-                };
+                let used = b.mixer.window().map_or(0, |w| w.state_len_in_use(tokens));
                 (b.mixer.state_len() - b.mixer.ring_len() + used) * 4
             })
             .sum()
