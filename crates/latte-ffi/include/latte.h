@@ -46,6 +46,19 @@ typedef enum LatteStatus {
   LATTE_STATUS_INTERNAL = 10,
 } LatteStatus;
 
+// How an attention window's ring stores its keys and values (Macchiato
+// and attention models): the values [`latte_model_set_ring_storage`]
+// takes.
+typedef enum LatteRingStorage {
+  // 32-bit floats, the default: exact.
+  LATTE_RING_STORAGE_F32 = 0,
+  // 16-bit floats: half the memory.
+  LATTE_RING_STORAGE_F16 = 1,
+  // 8-bit integers with a `float` scale per head of each key and value:
+  // about a third of the memory.
+  LATTE_RING_STORAGE_Q8 = 2,
+} LatteRingStorage;
+
 // A validated model whose weights are read in place. Opaque.
 typedef struct LatteModel LatteModel;
 
@@ -142,6 +155,13 @@ enum LatteStatus latte_model_from_bytes(const uint8_t *bytes, size_t len, struct
 // [`latte_model_init`]. `std` only.
 void latte_model_free(struct LatteModel *model);
 #endif
+
+// Sets how `model`'s attention windows store keys and values (`storage`, a
+// [`LatteRingStorage`] value), which changes its state size: call it after
+// loading, before the model's first session (the sizes from
+// [`latte_model_sizes`] then include it). For Macchiato and attention
+// models only; snapshots restore only into a model with the same storage.
+enum LatteStatus latte_model_set_ring_storage(struct LatteModel *model, int32_t storage);
 
 // Writes `model`'s sizes to `*out`.
 enum LatteStatus latte_model_sizes(const struct LatteModel *model, struct LatteModelSizes *out);

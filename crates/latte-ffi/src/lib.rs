@@ -30,8 +30,9 @@
 use core::ffi::{c_char, c_void};
 use core::fmt::Write as _;
 use core::mem::{align_of, size_of};
+use core::sync::atomic::{AtomicBool, Ordering};
 
-use latte_core::{Error, Model, Sampler, SamplerConfig, Session};
+use latte_core::{Error, Model, RingStorage, Sampler, SamplerConfig, Session};
 
 #[cfg(feature = "std")]
 extern crate std;
@@ -298,6 +299,9 @@ unsafe fn slice_mut<'x, T>(p: *mut T, len: usize) -> &'x mut [T] {
 /// A validated model whose weights are read in place. Opaque.
 pub struct LatteModel {
     model: Model<'static>,
+    /// Set by the model's first session: from then on the model's sizes
+    /// are fixed ([`latte_model_set_ring_storage`] refuses).
+    has_sessions: AtomicBool,
     /// With `std`, the bytes of a model the library loaded or copied
     /// (the model borrows them; dropped after it).
     #[cfg(feature = "std")]
@@ -339,6 +343,7 @@ pub unsafe extern "C" fn latte_model_init(
         };
         let value = LatteModel {
             model,
+            has_sessions: AtomicBool::new(false),
             #[cfg(feature = "std")]
             _owned: None,
         };
@@ -365,6 +370,7 @@ fn model_from_copy(src: &[u8], out: *mut *mut LatteModel) -> LatteStatus {
     };
     let b = Box::new(LatteModel {
         model,
+        has_sessions: AtomicBool::new(false),
         _owned: Some(words),
     });
     // SAFETY: `out` was checked non-null by the caller of this function.
@@ -439,6 +445,86 @@ pub unsafe extern "C" fn latte_model_free(model: *mut LatteModel) {
 unsafe fn model_ref<'m>(model: *const LatteModel) -> &'m Model<'static> {
     // SAFETY: callers check non-null; the caller keeps the model alive.
     unsafe { &(*model).model }
+}
+
+/// How an attention window's ring stores its keys and values (Macchiato
+/// and attention models): the values [`latte_model_set_ring_storage`]
+/// takes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LatteRingStorage {
+    /// 32-bit floats, the default: exact.
+    F32 = 0,
+    /// 16-bit floats: half the memory.
+    F16 = 1,
+    /// 8-bit integers with a `float` scale per head of each key and value:
+    /// about a third of the memory.
+    Q8 = 2,
+}
+
+/// Sets how `model`'s attention windows store keys and values (`storage`, a
+/// [`LatteRingStorage`] value), which changes its state size: call it after
+/// loading, before the model's first session (the sizes from
+/// [`latte_model_sizes`] then include it). For Macchiato and attention
+/// models only; snapshots restore only into a model with the same storage.
+#[no_mangle]
+pub unsafe extern "C" fn latte_model_set_ring_storage(
+    model: *mut LatteModel,
+    storage: i32,
+) -> LatteStatus {
+    guard(|| {
+        non_null!(model);
+        let ring = match storage {
+            0 => RingStorage::F32,
+            1 => RingStorage::F16,
+            2 => RingStorage::Q8,
+            _ => {
+                return fail(
+                    LatteStatus::InvalidArgument,
+                    format_args!(
+                        "ring storage {storage} is not a LatteRingStorage: \
+                         0 (f32), 1 (f16) or 2 (q8)"
+                    ),
+                )
+            }
+        };
+        // SAFETY: non-null and kept alive by the caller; read through the
+        // pointer before any reference to the model is formed.
+        if unsafe { (*model).has_sessions.load(Ordering::Relaxed) } {
+            return fail(
+                LatteStatus::InvalidArgument,
+                format_args!(
+                    "the model already has sessions, whose state is sized for its \
+                     ring storage: set the storage before the first session"
+                ),
+            );
+        }
+        // SAFETY: no session borrows the model (checked above), and the
+        // caller does not share it during this call.
+        let m = unsafe { &mut (*model).model };
+        let mixing = m.config().mixing;
+        if mixing.window() == 0 {
+            return fail(
+                LatteStatus::InvalidArgument,
+                format_args!(
+                    "ring {}: the model has no attention window (latte.mixer = {}); \
+                     ring storage is for Macchiato and attention models",
+                    ring.name(),
+                    mixing.name()
+                ),
+            );
+        }
+        match m.set_ring_storage(ring) {
+            Ok(()) => LatteStatus::Ok,
+            Err(e) => core_err(e),
+        }
+    })
+}
+
+/// Marks `model` as having sessions (its sizes are fixed from now on).
+unsafe fn session_started(model: *const LatteModel) {
+    // SAFETY: callers check non-null; the caller keeps the model alive.
+    unsafe { (*model).has_sessions.store(true, Ordering::Relaxed) };
 }
 
 /// The sizes a session on `model` needs, in `float` elements: `state` and
@@ -697,7 +783,12 @@ pub unsafe extern "C" fn latte_session_init(
             _owned: None,
         };
         // SAFETY: `mem` and `out` are non-null; `place` checks size and alignment.
-        unsafe { place(mem, mem_len, value, "latte_session", out) }
+        let status = unsafe { place(mem, mem_len, value, "latte_session", out) };
+        if status == LatteStatus::Ok {
+            // SAFETY: non-null, kept alive by the caller.
+            unsafe { session_started(model) };
+        }
+        status
     })
 }
 
@@ -732,6 +823,8 @@ pub unsafe extern "C" fn latte_session_new(
             session,
             _owned: Some((state, scratch)),
         });
+        // SAFETY: non-null, kept alive by the caller.
+        unsafe { session_started(model) };
         // SAFETY: `out` is non-null.
         unsafe { *out = std::boxed::Box::into_raw(b) };
         LatteStatus::Ok

@@ -17,6 +17,11 @@ const DECAY: &str = concat!(
     "/../../models/latte-micro-decay/latte-micro-decay-q8_0.gguf"
 );
 
+const MACCHIATO: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../models/latte-macchiato-micro/latte-macchiato-micro-q8_0.gguf"
+);
+
 fn last() -> String {
     unsafe { CStr::from_ptr(latte_last_error()) }
         .to_string_lossy()
@@ -463,4 +468,132 @@ fn hostile_inputs_are_errors() {
         latte_sampler_free(smp);
         latte_model_free(micro);
     }
+}
+
+/// Logits after `prompt` from a session of the C API on `model`.
+fn c_logits(model: *const LatteModel, prompt: &[u32]) -> Vec<u32> {
+    let mut session = null_mut();
+    ok(unsafe { latte_session_new(model, &mut session) });
+    ok(unsafe { latte_session_feed(session, prompt.as_ptr(), prompt.len(), None, null_mut()) });
+    let (mut p, mut n) = (null(), 0usize);
+    ok(unsafe { latte_session_logits(session, &mut p, &mut n) });
+    let got = unsafe { std::slice::from_raw_parts(p, n) }
+        .iter()
+        .map(|x| x.to_bits())
+        .collect();
+    unsafe { latte_session_free(session) };
+    got
+}
+
+#[test]
+fn ring_storage_is_set_before_the_first_session() {
+    use latte_core::RingStorage;
+    use LatteStatus::*;
+    let bytes = std::fs::read(MACCHIATO).unwrap();
+    let mut words = vec![0u32; bytes.len().div_ceil(4)];
+    bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
+    let view = &bytemuck::cast_slice::<u32, u8>(&words)[..bytes.len()];
+    let prompt: Vec<u32> = b"It was the best of times"
+        .iter()
+        .map(|&b| b as u32)
+        .collect();
+    for (value, storage) in [
+        (LatteRingStorage::F32, RingStorage::F32),
+        (LatteRingStorage::F16, RingStorage::F16),
+        (LatteRingStorage::Q8, RingStorage::Q8),
+    ] {
+        // The core with the same storage, directly.
+        let core = latte_core::Model::from_gguf(view)
+            .unwrap()
+            .with_ring_storage(storage)
+            .unwrap();
+        let mut st = vec![0f32; core.state_len()];
+        let mut sc = vec![0f32; core.scratch_len()];
+        let mut s = latte_core::Session::new(&core, &mut st, &mut sc).unwrap();
+        let want: Vec<u32> = s
+            .feed(&prompt)
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect();
+
+        let model = load(MACCHIATO);
+        ok(unsafe { latte_model_set_ring_storage(model, value as i32) });
+        let mut sizes = LatteModelSizes::default();
+        ok(unsafe { latte_model_sizes(model, &mut sizes) });
+        assert_eq!(sizes.state_len, core.state_len(), "{}", storage.name());
+        assert_eq!(sizes.fingerprint, core.fingerprint());
+        assert_eq!(c_logits(model, &prompt), want, "{}", storage.name());
+        // Sessions fix the sizes: a second change is refused, even to the
+        // storage already set, and the model keeps working.
+        err(
+            unsafe { latte_model_set_ring_storage(model, LatteRingStorage::F32 as i32) },
+            InvalidArgument,
+            "before the first session",
+        );
+        assert_eq!(c_logits(model, &prompt), want);
+        unsafe { latte_model_free(model) };
+    }
+    // The stored rings differ in size: f32 > f16 > q8.
+    let state_len = |v: LatteRingStorage| {
+        let model = load(MACCHIATO);
+        ok(unsafe { latte_model_set_ring_storage(model, v as i32) });
+        let mut sizes = LatteModelSizes::default();
+        ok(unsafe { latte_model_sizes(model, &mut sizes) });
+        unsafe { latte_model_free(model) };
+        sizes.state_len
+    };
+    let (f32_len, f16_len, q8_len) = (
+        state_len(LatteRingStorage::F32),
+        state_len(LatteRingStorage::F16),
+        state_len(LatteRingStorage::Q8),
+    );
+    assert!(
+        f32_len > f16_len && f16_len > q8_len,
+        "{f32_len} {f16_len} {q8_len}"
+    );
+
+    // Bad values, a model without a window, a null model.
+    let model = load(MACCHIATO);
+    for bad in [-1, 3, i32::MAX] {
+        err(
+            unsafe { latte_model_set_ring_storage(model, bad) },
+            InvalidArgument,
+            "not a LatteRingStorage",
+        );
+    }
+    // A failed session (state too small) does not fix the sizes.
+    let mut smem = mem(latte_session_struct_size());
+    let (mut state, mut scratch) = (vec![0f32; 4], vec![0f32; 4]);
+    let mut session = null_mut();
+    err(
+        unsafe {
+            latte_session_init(
+                smem.as_mut_ptr() as *mut c_void,
+                smem.len() * 8,
+                model,
+                state.as_mut_ptr(),
+                state.len(),
+                scratch.as_mut_ptr(),
+                scratch.len(),
+                &mut session,
+            )
+        },
+        BufferTooSmall,
+        "state",
+    );
+    ok(unsafe { latte_model_set_ring_storage(model, LatteRingStorage::Q8 as i32) });
+    unsafe { latte_model_free(model) };
+    let latte = load(DECAY);
+    err(
+        unsafe { latte_model_set_ring_storage(latte, LatteRingStorage::F16 as i32) },
+        InvalidArgument,
+        "no attention window",
+    );
+    unsafe { latte_model_free(latte) };
+    err(
+        unsafe { latte_model_set_ring_storage(null_mut(), 0) },
+        NullPointer,
+        "model",
+    );
 }

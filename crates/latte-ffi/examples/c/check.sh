@@ -28,10 +28,15 @@ fi
 "$out/generate" "$model" "$prompt" 64 0 0 0 1 > "$out/c0.txt"
 target/release/latte run -m "$model" -p "$prompt" -n 64 --temp 0 > "$out/rust0.txt" 2>/dev/null
 cmp -s "$out/c0.txt" "$out/rust0.txt" || { echo "greedy text differs" >&2; exit 1; }
+# A Macchiato model with q8 rings (set through the C API before the session).
+mac=models/latte-macchiato-micro/latte-macchiato-micro-q8_0.gguf
+"$out/generate" "$mac" "$prompt" 64 0 0 0 1 q8 > "$out/cq8.txt"
+target/release/latte run -m "$mac" -p "$prompt" -n 64 --temp 0 --ring q8 > "$out/rustq8.txt" 2>/dev/null
+cmp -s "$out/cq8.txt" "$out/rustq8.txt" || { echo "greedy text with q8 rings differs" >&2; exit 1; }
 # Hostile input: a file that is not a model is an error message, exit 1.
 head -c 1000 "$model" > "$out/cut.gguf"
 if "$out/generate" "$out/cut.gguf" "$prompt" 10 1 2> "$out/err.txt"; then
   echo "a truncated model was accepted" >&2; exit 1
 fi
 grep -q "error: load the model" "$out/err.txt"
-echo "C example: same text as latte run (sampled and greedy), ASan/UBSan clean; a cut model is refused: $(cat "$out/err.txt")"
+echo "C example: same text as latte run (sampled and greedy; Macchiato with q8 rings), ASan/UBSan clean; a cut model is refused: $(cat "$out/err.txt")"
