@@ -35,18 +35,17 @@
 //! `(p * s) * v_int`.
 //!
 //! Arithmetic: the scores are dot products in eight interleaved partial
-//! sums (element `i` into sum `i % 8`, [`Kernels::dot8_acc`]; the sums then
-//! added in order 0..8), the softmax runs over blocks of [`SCORE_BLOCK`]
-//! entries with a running maximum (the block's exponentials through
-//! [`Kernels::exp_inplace`]), and the values are accumulated element by
-//! element ([`Kernels::axpy`]). Those three kernels are bit-identical to
-//! their scalar twins on every path (the Cortex-M FPU runs the first and the
-//! last in `VMLA` loops), and the rest is plain Rust, so every kernel path
-//! gives the same bits.
+//! sums (element `i` into sum `i % 8`; the sums then added in order 0..8),
+//! a block of entries at a time ([`Kernels::window_dots`]), the softmax runs
+//! over blocks of [`SCORE_BLOCK`] entries with a running maximum (the
+//! block's exponentials through [`Kernels::exp_inplace`]), and the values are
+//! accumulated element by element, entry after entry
+//! ([`Kernels::window_sums`]). Those three kernels are bit-identical to their
+//! scalar twins on every path (AVX2 widens `f16` and `i8` rows in registers;
+//! the Cortex-M FPU runs `VMLA` loops), and the rest is plain Rust, so every
+//! kernel path gives the same bits.
 
-use core::ops::Range;
-
-use latte_kernels::{f16, Kernels};
+use latte_kernels::{f16, Kernels, RingRows};
 
 use crate::block::{products, Ctx};
 use crate::error::Error;
@@ -149,117 +148,37 @@ impl RingStorage {
         }
     }
 
-    /// `q . k` of head `hh` (columns `cols`) of a stored key of width `d`.
-    #[inline]
-    #[allow(clippy::too_many_arguments)]
-    fn dot(
+    /// Head `hh` (`dh` values from `hh * dh`) of ring entries `a..b` of
+    /// `ring` (entries of `rw` words holding `d` values), as rows for the
+    /// window kernels, and the stride between rows in their elements.
+    fn head_rows(
         self,
-        kern: &Kernels,
-        q: &[f32],
-        entry: &[f32],
-        d: usize,
-        hh: usize,
-        cols: &Range<usize>,
-        buf: &mut [f32; WIDEN],
-    ) -> f32 {
-        let mut s = [0.0f32; 8];
+        ring: &[f32],
+        rw: usize,
+        (dh, hh): (usize, usize),
+        a: usize,
+        b: usize,
+    ) -> (RingRows<'_>, usize) {
+        let off = hh * dh;
         match self {
-            RingStorage::F32 => kern.dot8_acc(&mut s, q, &entry[cols.clone()]),
+            RingStorage::F32 => (RingRows::F32(&ring[a * rw + off..b * rw]), rw),
             RingStorage::F16 => {
-                let halves: &[u16] = bytemuck::cast_slice(entry);
-                widened(&halves[cols.clone()], widen_f16, buf, |j, b| {
-                    kern.dot8_acc(&mut s, &q[j..j + b.len()], b)
-                });
+                let halves: &[u16] = bytemuck::cast_slice(&ring[a * rw..b * rw]);
+                (RingRows::F16(&halves[off..]), 2 * rw)
             }
             RingStorage::Q8 => {
-                let (qs, scales) = entry.split_at(d.div_ceil(4));
-                let qs: &[i8] = bytemuck::cast_slice(qs);
-                widened(
-                    &qs[cols.clone()],
-                    |v| v as f32,
-                    buf,
-                    |j, b| kern.dot8_acc(&mut s, &q[j..j + b.len()], b),
-                );
-                return dot8_sum(s) * scales[hh];
+                let bytes: &[i8] = bytemuck::cast_slice(&ring[a * rw..b * rw]);
+                (RingRows::I8(&bytes[off..]), 4 * rw)
             }
         }
-        dot8_sum(s)
     }
 
-    /// `acc += p * v` for head `hh` (columns `cols`) of a stored value of
-    /// width `d`; for `q8`, `acc += (p * s) * v_int`.
+    /// The scale of head `hh` of ring entry `e` (`q8` only).
     #[inline]
-    #[allow(clippy::too_many_arguments)]
-    fn add_scaled(
-        self,
-        kern: &Kernels,
-        acc: &mut [f32],
-        p: f32,
-        entry: &[f32],
-        d: usize,
-        hh: usize,
-        cols: &Range<usize>,
-        buf: &mut [f32; WIDEN],
-    ) {
-        match self {
-            RingStorage::F32 => kern.axpy(acc, p, &entry[cols.clone()]),
-            RingStorage::F16 => {
-                let halves: &[u16] = bytemuck::cast_slice(entry);
-                widened(&halves[cols.clone()], widen_f16, buf, |j, b| {
-                    kern.axpy(&mut acc[j..j + b.len()], p, b)
-                });
-            }
-            RingStorage::Q8 => {
-                let (qs, scales) = entry.split_at(d.div_ceil(4));
-                let qs: &[i8] = bytemuck::cast_slice(qs);
-                let ps = p * scales[hh];
-                widened(
-                    &qs[cols.clone()],
-                    |v| v as f32,
-                    buf,
-                    |j, b| kern.axpy(&mut acc[j..j + b.len()], ps, b),
-                );
-            }
-        }
+    fn scale(self, ring: &[f32], rw: usize, d: usize, e: usize, hh: usize) -> f32 {
+        ring[e * rw + d.div_ceil(4) + hh]
     }
 }
-
-/// Stored values widened to `f32` exactly, in pieces of at most
-/// [`WIDEN`] (a multiple of 8, so [`Kernels::dot8_acc`]'s lanes continue across
-/// pieces), in `buf`: `f(j, piece)` for the piece starting at element `j`.
-#[inline(always)]
-fn widened<T: Copy>(
-    src: &[T],
-    to_f32: impl Fn(T) -> f32,
-    buf: &mut [f32; WIDEN],
-    mut f: impl FnMut(usize, &[f32]),
-) {
-    for (c, piece) in src.chunks(WIDEN).enumerate() {
-        for (o, &v) in buf.iter_mut().zip(piece) {
-            *o = to_f32(v);
-        }
-        f(c * WIDEN, &buf[..piece.len()]);
-    }
-}
-
-/// `f16` bits to `f32`: exact, the value of `half`'s conversion, without
-/// branches (so a row of them vectorises). Finite values: the exponent and
-/// mantissa bits moved into `f32` position make `x * 2^-112`, which one
-/// multiplication by `2^112` scales back exactly (subnormals included;
-/// nothing here sets flush-to-zero). Infinities keep their sign; NaNs keep
-/// their payload with the quiet bit set, as `half` (and F16C) do.
-#[inline(always)]
-fn widen_f16(bits: u16) -> f32 {
-    let em = u32::from(bits & 0x7FFF);
-    let sign = u32::from(bits & 0x8000) << 16;
-    let man = em & 0x03FF;
-    let finite = (f32::from_bits(em << 13) * f32::from_bits((127 + 112) << 23)).to_bits();
-    let special = 0x7F80_0000 | (man << 13) | (((man + 0x03FF) >> 10) << 22);
-    f32::from_bits(sign | if em >= 0x7C00 { special } else { finite })
-}
-
-/// Elements widened at once for the `f16` and `q8` rings.
-const WIDEN: usize = 64;
 
 /// How a Macchiato layer combines its Latte and window terms (per head,
 /// before the shared `Wo`).
@@ -503,8 +422,7 @@ impl<'a> WindowAttention<'a> {
         counters[1] = filled as f32;
         let oldest = (slot + w + 1 - filled) % w;
         let scale = 1.0 / libm::sqrtf(dh as f32);
-        // Widened `f16`/`q8` entries (unused for `f32` rings).
-        let mut buf = [0.0f32; WIDEN];
+        let q8 = st == RingStorage::Q8;
         for (h, lse_h) in lse.iter_mut().enumerate().take(self.n_heads) {
             let cols = h * dh..(h + 1) * dh;
             let qh = &q[cols.clone()];
@@ -514,19 +432,31 @@ impl<'a> WindowAttention<'a> {
             let mut m = f32::NEG_INFINITY;
             let mut z = 0.0f32;
             let mut j0 = 0;
-            // The ring entry of chronological index j0 (wraps once at most).
+            // The ring entry of chronological index j0.
             let mut idx = oldest;
             while j0 < filled {
                 let cnt = (filled - j0).min(SCORE_BLOCK);
+                // The block's entries in the ring: `idx..`, wrapping once at
+                // most; (first entry, offset in the block, count).
+                let first = cnt.min(w - idx);
+                let segments = [(idx, 0, first), (0, first, cnt - first)];
                 let mut e = [0.0f32; SCORE_BLOCK];
                 let e = &mut e[..cnt];
+                for &(at, off, c) in segments.iter().filter(|s| s.2 > 0) {
+                    let (rows, stride) = st.head_rows(keys, rw, (dh, h), at, at + c);
+                    kernels.window_dots(qh, rows, stride, &mut e[off..off + c]);
+                }
                 let mut bmax = f32::NEG_INFINITY;
-                let mut id = idx;
                 // Distance of entry j0 + i: filled - 1 - j0 - i.
                 let mut dist = (filled - 1 - j0) as f32;
+                let mut id = idx;
                 for a in e.iter_mut() {
-                    let entry = &keys[id * rw..(id + 1) * rw];
-                    *a = st.dot(kernels, qh, entry, d, h, &cols, &mut buf) * scale - slope * dist;
+                    let dot = if q8 {
+                        *a * st.scale(keys, rw, d, id, h)
+                    } else {
+                        *a
+                    };
+                    *a = dot * scale - slope * dist;
                     if *a > bmax {
                         bmax = *a;
                     }
@@ -548,23 +478,25 @@ impl<'a> WindowAttention<'a> {
                 }
                 e.iter_mut().for_each(|a| *a -= m);
                 kernels.exp_inplace(e);
+                // The weights of the values (`q8`: times each value's scale).
+                let mut pw = [0.0f32; SCORE_BLOCK];
+                let pw = &mut pw[..cnt];
                 let mut id = idx;
-                for &p in e.iter() {
+                for (o, &p) in pw.iter_mut().zip(e.iter()) {
                     z += p;
-                    st.add_scaled(
-                        kernels,
-                        yh,
-                        p,
-                        &vals[id * rw..(id + 1) * rw],
-                        d,
-                        h,
-                        &cols,
-                        &mut buf,
-                    );
+                    *o = if q8 {
+                        p * st.scale(vals, rw, d, id, h)
+                    } else {
+                        p
+                    };
                     id += 1;
                     if id == w {
                         id = 0;
                     }
+                }
+                for &(at, off, c) in segments.iter().filter(|s| s.2 > 0) {
+                    let (rows, stride) = st.head_rows(vals, rw, (dh, h), at, at + c);
+                    kernels.window_sums(yh, &pw[off..off + c], rows, stride);
                 }
                 idx = id;
                 j0 += cnt;
@@ -574,16 +506,6 @@ impl<'a> WindowAttention<'a> {
             *lse_h = m + libm::logf(z);
         }
     }
-}
-
-/// The eight partial sums added in order 0..8.
-#[inline(always)]
-fn dot8_sum(s: [f32; 8]) -> f32 {
-    let mut t = 0.0f32;
-    for v in s {
-        t += v;
-    }
-    t
 }
 
 /// A Latte-Macchiato layer: causal Latte (global) plus window attention
@@ -830,26 +752,17 @@ mod tests {
                 for i in 0..dh {
                     let mut q = [0f32; 4];
                     q[i] = 1.0;
-                    let got = st.dot(
-                        &Kernels::scalar(),
-                        &q,
-                        &entry[..words],
-                        d,
-                        hh,
-                        &cols,
-                        &mut [0.0; WIDEN],
-                    );
+                    let (rows, stride) = st.head_rows(&entry[..words], words, (dh, hh), 0, 1);
+                    let mut got = [0f32; 1];
+                    Kernels::scalar().window_dots(&q, rows, stride, &mut got);
                     let mut acc = [0f32; 4];
-                    st.add_scaled(
-                        &Kernels::scalar(),
-                        &mut acc,
-                        1.0,
-                        &entry[..words],
-                        d,
-                        hh,
-                        &cols,
-                        &mut [0.0; WIDEN],
-                    );
+                    Kernels::scalar().window_sums(&mut acc, &[1.0], rows, stride);
+                    let mut got = got[0];
+                    if st == RingStorage::Q8 {
+                        let s = st.scale(&entry[..words], words, d, 0, hh);
+                        got *= s;
+                        acc[i] *= s;
+                    }
                     assert_eq!(got.to_bits(), acc[i].to_bits(), "{st:?}: dot vs add");
                     let v = x[cols.start + i];
                     match st {
@@ -873,7 +786,7 @@ mod tests {
     fn f16_widening_is_halfs_for_every_value() {
         for bits in 0..=u16::MAX {
             let want = f16::from_bits(bits).to_f32();
-            let got = widen_f16(bits);
+            let got = latte_kernels::scalar::widen_f16(bits);
             assert_eq!(got.to_bits(), want.to_bits(), "{bits:#06x}");
         }
     }

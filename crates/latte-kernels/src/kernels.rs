@@ -6,7 +6,7 @@ use core::fmt;
 use half::f16;
 
 use crate::block::{BlockQ4_0, BlockQ8_0, QK};
-use crate::scalar;
+use crate::scalar::{self, RingRows};
 
 type DotF32 = unsafe fn(&[f32], &[f32]) -> f32;
 type DotF16 = unsafe fn(&[f16], &[f32]) -> f32;
@@ -15,6 +15,8 @@ type MatF16 = unsafe fn(&[f16], usize, &[f32], &mut [f32]);
 type QuantQ8 = unsafe fn(&[f32], &mut [BlockQ8_0]);
 type MapF32 = unsafe fn(&mut [f32]);
 type LatentUpd = unsafe fn(&mut [f32], &[f32], &[f32], &[f32], &[f32], &mut [f32]);
+type WinDots = unsafe fn(&[f32], RingRows<'_>, usize, &mut [f32]);
+type WinSums = unsafe fn(&mut [f32], &[f32], RingRows<'_>, usize);
 
 /// An instruction-set path of the kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -110,6 +112,8 @@ pub struct Kernels {
     tanh: MapF32,
     gelu_tanh: MapF32,
     latent_update: LatentUpd,
+    window_dots: WinDots,
+    window_sums: WinSums,
 }
 
 impl fmt::Debug for Kernels {
@@ -209,6 +213,8 @@ impl Kernels {
             tanh: scalar::tanh_inplace,
             gelu_tanh: scalar::gelu_tanh_inplace,
             latent_update: scalar::latent_update,
+            window_dots: scalar::window_dots,
+            window_sums: scalar::window_sums,
         }
     }
 
@@ -229,6 +235,8 @@ impl Kernels {
                 tanh: k::tanh_inplace,
                 gelu_tanh: k::gelu_tanh_inplace,
                 latent_update: k::latent_update,
+                window_dots: k::window_dots,
+                window_sums: k::window_sums,
             });
         }
         None
@@ -286,6 +294,8 @@ impl Kernels {
                 tanh: k::tanh_inplace,
                 gelu_tanh: k::gelu_tanh_inplace,
                 latent_update: crate::scalar::latent_update,
+                window_dots: crate::scalar::window_dots,
+                window_sums: crate::scalar::window_sums,
             });
         }
         None
@@ -314,12 +324,21 @@ impl Kernels {
     pub fn arm_dsp() -> Option<Kernels> {
         #[cfg(latte_arm_dsp)]
         {
-            return Some(Kernels {
+            #[allow(unused_mut)]
+            let mut k = Kernels {
                 path: KernelPath::ArmDsp,
                 dot_f16: crate::arm_dsp::dot_f16,
                 matvec_f16: crate::arm_dsp::matvec_f16,
                 ..Kernels::scalar()
-            });
+            };
+            // With an FPU (`eabihf`), the window's per-row steps are `VMLA`
+            // loops.
+            #[cfg(latte_arm_fpu)]
+            {
+                k.window_dots = crate::arm_dsp::window_dots;
+                k.window_sums = crate::arm_dsp::window_sums;
+            }
+            return Some(k);
         }
         #[allow(unreachable_code)]
         None
@@ -459,34 +478,25 @@ impl Kernels {
         unsafe { (self.gelu_tanh)(x) }
     }
 
-    /// Adds `a[j] * b[j]` to the partial sum `s[j % 8]` for `j <
-    /// min(a.len(), b.len())`: bit for bit [`crate::scalar::dot8_acc`] on
-    /// every path (the window attention's dot products).
-    ///
-    /// Dispatched statically, not through the table: the calls are short
-    /// (one head of one ring entry) and the scalar code, which the compilers
-    /// vectorise on x86 and AArch64, must inline; only the Cortex-M FPU has
-    /// its own loop.
-    #[inline(always)]
-    pub fn dot8_acc(&self, s: &mut [f32; 8], a: &[f32], b: &[f32]) {
-        #[cfg(latte_arm_fpu)]
-        if self.path == KernelPath::ArmDsp {
-            return crate::arm_dsp::dot8_acc(s, a, b);
-        }
-        scalar::dot8_acc(s, a, b)
+    /// The window attention's scores before scaling: `out[i]` = the dot
+    /// product of `q` with row `i` of `rows` (`q.len()` elements from `i *
+    /// stride`), as eight interleaved partial sums added in order, for each
+    /// row `i < out.len()` the slice holds (the rest of `out` is left as it
+    /// is). Bit for bit [`crate::scalar::window_dots`] on every path.
+    pub fn window_dots(&self, q: &[f32], rows: RingRows<'_>, stride: usize, out: &mut [f32]) {
+        // SAFETY: the constructor checked that this CPU supports the path;
+        // every path bounds its accesses by the slices' lengths.
+        unsafe { (self.window_dots)(q, rows, stride, out) }
     }
 
-    /// `acc[j] += p * v[j]` for `j < min(acc.len(), v.len())`: bit for bit
-    /// [`crate::scalar::axpy`] on every path (the window attention's sums of
-    /// values).
-    /// Dispatched statically, as [`Kernels::dot8_acc`].
-    #[inline(always)]
-    pub fn axpy(&self, acc: &mut [f32], p: f32, v: &[f32]) {
-        #[cfg(latte_arm_fpu)]
-        if self.path == KernelPath::ArmDsp {
-            return crate::arm_dsp::axpy(acc, p, v);
-        }
-        scalar::axpy(acc, p, v)
+    /// The window attention's weighted sum of values: `acc += p[i] * row
+    /// i` (`acc.len()` elements from `i * stride`), row after row, for each
+    /// row `i < p.len()` the slice holds. Bit for bit
+    /// [`crate::scalar::window_sums`] on every path.
+    pub fn window_sums(&self, acc: &mut [f32], p: &[f32], rows: RingRows<'_>, stride: usize) {
+        // SAFETY: the constructor checked that this CPU supports the path;
+        // every path bounds its accesses by the slices' lengths.
+        unsafe { (self.window_sums)(acc, p, rows, stride) }
     }
 
     /// The Latte recurrence's update of a group of latents:

@@ -15,8 +15,9 @@
 //!   ([`Kernels::exp_inplace`], [`Kernels::tanh_inplace`],
 //!   [`Kernels::gelu_tanh_inplace`]): within 0.99 / 1.34 ulp of the exact
 //!   values, the same bits on every path.
-//! * The window attention's steps ([`Kernels::dot8_acc`], [`Kernels::axpy`]):
-//!   the same bits on every path.
+//! * The window attention's scores and weighted sums over blocks of ring
+//!   rows in `f32`, `f16` or `i8` ([`Kernels::window_dots`],
+//!   [`Kernels::window_sums`]): the same bits on every path.
 //!
 //! [`scalar`] is the specification: its module documentation fixes the
 //! rounding of the quantizers, the order of the float accumulation of the
@@ -83,6 +84,7 @@ pub use block::{
 pub use format::{ActFormat, QuantFormat, QuantKernels};
 pub use half::f16;
 pub use kernels::{KernelPath, Kernels};
+pub use scalar::RingRows;
 
 /// Quantizes `x` to `Q8_0` with ggml's reference rounding
 /// (`quantize_row_q8_0_ref`): `min(x.len() / 32, y.len())` blocks are written.

@@ -505,8 +505,7 @@ pub fn exp_inplace(x: &mut [f32]) {
 /// partial sum `s[j % 8]`, for `j < min(a.len(), b.len())`: the window
 /// attention's dot products (eight interleaved sums, added in order at the
 /// end by the caller; a longer product is several calls whose lengths but the
-/// last are multiples of 8). The specification of
-/// [`crate::Kernels::dot8_acc`].
+/// last are multiples of 8). The per-row step of [`window_dots`].
 #[inline(always)]
 pub fn dot8_acc(s: &mut [f32; 8], a: &[f32], b: &[f32]) {
     let n = a.len().min(b.len());
@@ -524,12 +523,203 @@ pub fn dot8_acc(s: &mut [f32; 8], a: &[f32], b: &[f32]) {
 
 /// `acc[j] += p * v[j]` (the product rounded, then the sum) for
 /// `j < min(acc.len(), v.len())`: the window attention's weighted sum of
-/// values. The specification of [`crate::Kernels::axpy`].
+/// values. The per-row step of [`window_sums`].
 #[inline(always)]
 pub fn axpy(acc: &mut [f32], p: f32, v: &[f32]) {
     for (a, &x) in acc.iter_mut().zip(v) {
         *a += p * x;
     }
+}
+
+/// The rows (keys or values) of a window attention's ring, as
+/// [`window_dots`] and [`window_sums`] read them: row `i` is the `n` elements
+/// from `i * stride` (`n` = the query's or accumulator's length).
+#[derive(Clone, Copy, Debug)]
+pub enum RingRows<'a> {
+    /// `f32` values.
+    F32(&'a [f32]),
+    /// `f16` bits, widened exactly by [`widen_f16`].
+    F16(&'a [u16]),
+    /// 8-bit integers (`q8`; the caller applies the scales).
+    I8(&'a [i8]),
+}
+
+impl RingRows<'_> {
+    /// Elements in the slice.
+    pub fn len(&self) -> usize {
+        match self {
+            RingRows::F32(r) => r.len(),
+            RingRows::F16(r) => r.len(),
+            RingRows::I8(r) => r.len(),
+        }
+    }
+
+    /// Whether the slice is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many whole rows of `n` elements, `stride` apart, the slice holds
+    /// (unbounded for `stride == 0` when one row fits).
+    pub fn rows(&self, n: usize, stride: usize) -> usize {
+        match self.len().checked_sub(n) {
+            None => 0,
+            Some(room) => room.checked_div(stride).map_or(usize::MAX, |r| r + 1),
+        }
+    }
+
+    /// Element `j`, widened to `f32` (exactly).
+    #[inline(always)]
+    pub fn get(&self, j: usize) -> f32 {
+        match self {
+            RingRows::F32(r) => r[j],
+            RingRows::F16(r) => widen_f16(r[j]),
+            RingRows::I8(r) => f32::from(r[j]),
+        }
+    }
+}
+
+/// `f16` bits to `f32`: exact, the value of `half`'s conversion (and of
+/// F16C's `vcvtph2ps`), without branches (so a row of them vectorises).
+/// Finite values: the exponent and mantissa bits moved into `f32` position
+/// make `x * 2^-112`, which one multiplication by `2^112` scales back
+/// exactly (subnormals included; nothing here sets flush-to-zero).
+/// Infinities keep their sign; NaNs keep their payload with the quiet bit
+/// set.
+#[inline(always)]
+pub fn widen_f16(bits: u16) -> f32 {
+    let em = u32::from(bits & 0x7FFF);
+    let sign = u32::from(bits & 0x8000) << 16;
+    let man = em & 0x03FF;
+    let finite = (f32::from_bits(em << 13) * f32::from_bits((127 + 112) << 23)).to_bits();
+    let special = 0x7F80_0000 | (man << 13) | (((man + 0x03FF) >> 10) << 22);
+    f32::from_bits(sign | if em >= 0x7C00 { special } else { finite })
+}
+
+/// Elements of a row widened at once by the scalar window kernels.
+const WIDEN: usize = 64;
+
+/// Row `at..at + n` of `rows` handed to `f(j, piece)` as `f32` pieces of
+/// at most [`WIDEN`] elements (a multiple of 8, so [`dot8_acc`]'s lanes
+/// continue across pieces) starting at element `j`; `f32` rows directly.
+#[inline(always)]
+fn row_pieces(
+    rows: RingRows<'_>,
+    at: usize,
+    n: usize,
+    buf: &mut [f32; WIDEN],
+    f: impl FnMut(usize, &[f32]),
+) {
+    match rows {
+        RingRows::F32(r) => {
+            let mut f = f;
+            f(0, &r[at..at + n])
+        }
+        RingRows::F16(r) => widened(&r[at..at + n], widen_f16, buf, f),
+        RingRows::I8(r) => widened(&r[at..at + n], f32::from, buf, f),
+    }
+}
+
+/// `src` widened by `to_f32` into `buf` in pieces of at most [`WIDEN`]:
+/// `f(j, piece)`.
+#[inline(always)]
+fn widened<T: Copy>(
+    src: &[T],
+    to_f32: impl Fn(T) -> f32,
+    buf: &mut [f32; WIDEN],
+    mut f: impl FnMut(usize, &[f32]),
+) {
+    for (c, piece) in src.chunks(WIDEN).enumerate() {
+        for (o, &v) in buf.iter_mut().zip(piece) {
+            *o = to_f32(v);
+        }
+        f(c * WIDEN, &buf[..piece.len()]);
+    }
+}
+
+/// The eight partial sums of [`dot8_acc`] added in order 0..8 (from 0.0).
+#[inline(always)]
+pub fn dot8_sum(s: [f32; 8]) -> f32 {
+    let mut t = 0.0f32;
+    for v in s {
+        t += v;
+    }
+    t
+}
+
+/// `out[i] = dot8_sum(dot8_acc(0, q, row i))` for each row `i <
+/// out.len()` that `rows` holds ([`RingRows::rows`] for `n = q.len()`):
+/// the window attention's scores before scaling. The specification of
+/// [`crate::Kernels::window_dots`], built on the per-row `dot8` (this
+/// module's [`dot8_acc`], or another path's twin of it).
+#[inline(always)]
+pub fn window_dots_by(
+    q: &[f32],
+    rows: RingRows<'_>,
+    stride: usize,
+    out: &mut [f32],
+    dot8: impl Fn(&mut [f32; 8], &[f32], &[f32]),
+) {
+    let n = q.len();
+    let count = out.len().min(rows.rows(n, stride));
+    if let RingRows::F32(r) = rows {
+        // No widening.
+        for (i, o) in out[..count].iter_mut().enumerate() {
+            let mut s = [0.0f32; 8];
+            dot8(&mut s, q, &r[i * stride..i * stride + n]);
+            *o = dot8_sum(s);
+        }
+        return;
+    }
+    let mut buf = [0f32; WIDEN];
+    for (i, o) in out[..count].iter_mut().enumerate() {
+        let mut s = [0.0f32; 8];
+        row_pieces(rows, i * stride, n, &mut buf, |j, b| {
+            dot8(&mut s, &q[j..j + b.len()], b)
+        });
+        *o = dot8_sum(s);
+    }
+}
+
+/// [`window_dots_by`] with [`dot8_acc`].
+pub fn window_dots(q: &[f32], rows: RingRows<'_>, stride: usize, out: &mut [f32]) {
+    window_dots_by(q, rows, stride, out, dot8_acc)
+}
+
+/// `acc += p[i] * row i` ([`axpy`]), row after row, for each row `i <
+/// p.len()` that `rows` holds ([`RingRows::rows`] for `n = acc.len()`): the
+/// window attention's weighted sum of values (for `q8` rows, `p[i]` includes
+/// the row's scale). The specification of [`crate::Kernels::window_sums`],
+/// built on the per-row `axpy` (this module's [`axpy`] or another path's
+/// twin of it).
+#[inline(always)]
+pub fn window_sums_by(
+    acc: &mut [f32],
+    p: &[f32],
+    rows: RingRows<'_>,
+    stride: usize,
+    axpy: impl Fn(&mut [f32], f32, &[f32]),
+) {
+    let n = acc.len();
+    let count = p.len().min(rows.rows(n, stride));
+    if let RingRows::F32(r) = rows {
+        // No widening.
+        for (i, &pi) in p[..count].iter().enumerate() {
+            axpy(acc, pi, &r[i * stride..i * stride + n]);
+        }
+        return;
+    }
+    let mut buf = [0f32; WIDEN];
+    for (i, &pi) in p[..count].iter().enumerate() {
+        row_pieces(rows, i * stride, n, &mut buf, |j, b| {
+            axpy(&mut acc[j..j + b.len()], pi, b)
+        });
+    }
+}
+
+/// [`window_sums_by`] with [`axpy`].
+pub fn window_sums(acc: &mut [f32], p: &[f32], rows: RingRows<'_>, stride: usize) {
+    window_sums_by(acc, p, rows, stride, axpy)
 }
 
 /// The Latte recurrence's update of a group of latents sharing one value

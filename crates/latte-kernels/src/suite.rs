@@ -1794,35 +1794,57 @@ pub fn latent_update_bit_exact(k: &Kernels) -> Outcome {
     Ok(())
 }
 
-/// The window attention's steps, `dot8_acc` (started from non-zero partial
-/// sums, several calls in a row) and `axpy`, have the scalar twins' bits
-/// for every length from 0 to 40 and longer, with large and tiny values.
+/// The window attention's kernels, `window_dots` and `window_sums`, have
+/// the scalar twins' bits for `f32`, `f16` and `i8` rows, every length from
+/// 0 to 40 and longer, several strides and row counts, large, tiny and
+/// (in `f16`) subnormal values.
 pub fn window_steps_bit_exact(k: &Kernels) -> Outcome {
-    const N: usize = 300;
+    use crate::scalar::RingRows;
+    const N: usize = 72;
+    const ROWS: usize = 17;
+    const LEN: usize = ROWS * (N + 3);
     let mut rng = Rng::new(0x5EED_0108);
-    let (mut a, mut b) = ([0f32; N], [0f32; N]);
-    for n in (0..=40).chain([64, 100, 257, N]) {
+    let mut q = [0f32; N];
+    let (mut rf, mut rh, mut rb) = ([0f32; LEN], [0u16; LEN], [0i8; LEN]);
+    for n in (0..=40).chain([64, N]) {
         for scale in [1.0f32, 1e-30, 1e30] {
-            rng.fill_floats(&mut a[..n], scale);
-            rng.fill_floats(&mut b[..n], 1.0);
-            let mut start = [0f32; 8];
-            rng.fill_floats(&mut start, scale);
-            let (mut got, mut want) = (start, start);
-            // Two calls: a multiple of 8, then the rest.
-            let cut = n / 16 * 8;
-            k.dot8_acc(&mut got, &a[..cut], &b[..cut]);
-            k.dot8_acc(&mut got, &a[cut..n], &b[cut..n]);
-            scalar::dot8_acc(&mut want, &a[..cut], &b[..cut]);
-            scalar::dot8_acc(&mut want, &a[cut..n], &b[cut..n]);
-            let at = at!(n, scale);
-            same_all("dot8_acc = scalar twin", at, &got, &want)?;
-            let p = rng.signed();
-            let (mut y, mut ys) = ([0f32; N], [0f32; N]);
-            rng.fill_floats(&mut y[..n], scale);
-            ys[..n].copy_from_slice(&y[..n]);
-            k.axpy(&mut y[..n], p, &b[..n]);
-            scalar::axpy(&mut ys[..n], p, &b[..n]);
-            same_all("axpy = scalar twin", at, &y[..n], &ys[..n])?;
+            rng.fill_floats(&mut q[..n], scale);
+            rng.fill_floats(&mut rf, 1.0);
+            // f16 values from 2^-20 (subnormal) to 2^10.
+            for (h, &v) in rh.iter_mut().zip(rf.iter()) {
+                let e = rng.below(31) as i32 - 20;
+                *h = f16::from_f32(v * f32::from_bits(((127 + e) as u32) << 23)).to_bits();
+            }
+            for b in rb.iter_mut() {
+                *b = rng.below(256) as u8 as i8;
+            }
+            for (extra, rows) in [(0, ROWS), (3, ROWS), (1, 9), (0, 8), (1, 2), (2, 0)] {
+                let stride = n + extra;
+                let used = if rows == 0 {
+                    0
+                } else {
+                    (rows - 1) * stride + n
+                };
+                for (kind, rr) in [
+                    (0.0, RingRows::F32(&rf[..used])),
+                    (1.0, RingRows::F16(&rh[..used])),
+                    (2.0, RingRows::I8(&rb[..used])),
+                ] {
+                    let at = at!(n, scale, stride, rows, kind);
+                    let (mut got, mut want) = ([0f32; ROWS], [0f32; ROWS]);
+                    k.window_dots(&q[..n], rr, stride, &mut got);
+                    scalar::window_dots(&q[..n], rr, stride, &mut want);
+                    same_all("window_dots = scalar twin", at, &got, &want)?;
+                    let mut p = [0f32; ROWS];
+                    rng.fill_floats(&mut p, 1.0);
+                    let (mut y, mut ys) = ([0f32; N], [0f32; N]);
+                    rng.fill_floats(&mut y[..n], scale);
+                    ys[..n].copy_from_slice(&y[..n]);
+                    k.window_sums(&mut y[..n], &p, rr, stride);
+                    scalar::window_sums(&mut ys[..n], &p, rr, stride);
+                    same_all("window_sums = scalar twin", at, &y[..n], &ys[..n])?;
+                }
+            }
         }
     }
     Ok(())

@@ -109,7 +109,7 @@ pub(crate) use dot::{dot_q4_0, dot_q8_0};
 pub(crate) use f16::{dot_f16, matvec_f16};
 pub(crate) use matvec::{matvec_q4_0, matvec_q8_0};
 #[cfg(latte_arm_fpu)]
-pub(crate) use window::{axpy, dot8_acc};
+pub(crate) use window::{window_dots, window_sums};
 
 /// The most activation blocks widened on the stack at once: 32 blocks =
 /// 1,024 columns, 2,304 bytes of stack for the widened activations (32 x 72

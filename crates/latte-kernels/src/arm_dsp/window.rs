@@ -15,6 +15,18 @@
 
 use core::arch::asm;
 
+use crate::scalar::{window_dots_by, window_sums_by, RingRows};
+
+/// [`crate::scalar::window_dots`] with the `VMLA` [`dot8_acc`] per row.
+pub(crate) fn window_dots(q: &[f32], rows: RingRows<'_>, stride: usize, out: &mut [f32]) {
+    window_dots_by(q, rows, stride, out, dot8_acc)
+}
+
+/// [`crate::scalar::window_sums`] with the `VMLA` [`axpy`] per row.
+pub(crate) fn window_sums(acc: &mut [f32], p: &[f32], rows: RingRows<'_>, stride: usize) {
+    window_sums_by(acc, p, rows, stride, axpy)
+}
+
 /// See the module docs and [`crate::scalar::dot8_acc`].
 pub(crate) fn dot8_acc(s: &mut [f32; 8], a: &[f32], b: &[f32]) {
     let n = a.len().min(b.len());

@@ -30,6 +30,7 @@ mod math;
 mod matmat;
 mod matvec;
 mod quantize;
+mod window;
 
 pub(crate) use dot::{dot_q4_0, dot_q8_0, nibbles, quant_dot};
 pub(crate) use float::{dot_f16, dot_f32, matvec_f16, matvec_f32};
@@ -37,6 +38,7 @@ pub(crate) use math::{exp_inplace, gelu_tanh_inplace, latent_update, tanh_inplac
 pub(crate) use matmat::{matmat_q4_0_small, matmat_q8_0_small, quant_matmat_small};
 pub(crate) use matvec::{matvec_q4_0, matvec_q8_0, quant_matvec};
 pub(crate) use quantize::quantize_q8_0;
+pub(crate) use window::{window_dots, window_sums};
 
 // ---------------------------------------------------------------------------
 // Loads (the only unsafe operations below).
