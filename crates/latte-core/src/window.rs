@@ -149,8 +149,8 @@ impl RingStorage {
     }
 
     /// Head `hh` (`dh` values from `hh * dh`) of ring entries `a..b` of
-    /// `ring` (entries of `rw` words holding `d` values), as rows for the
-    /// window kernels, and the stride between rows in their elements.
+    /// `ring` (entries of `rw` words), as rows for the window kernels, and
+    /// the stride between rows in the rows' elements.
     fn head_rows(
         self,
         ring: &[f32],
@@ -173,9 +173,10 @@ impl RingStorage {
         }
     }
 
-    /// The scale of head `hh` of ring entry `e` (`q8` only).
+    /// The scale of head `hh` of ring entry `e` of a `q8` ring (entries of
+    /// `rw` words holding `d` values).
     #[inline]
-    fn scale(self, ring: &[f32], rw: usize, d: usize, e: usize, hh: usize) -> f32 {
+    fn q8_scale(ring: &[f32], rw: usize, d: usize, e: usize, hh: usize) -> f32 {
         ring[e * rw + d.div_ceil(4) + hh]
     }
 }
@@ -452,7 +453,7 @@ impl<'a> WindowAttention<'a> {
                 let mut id = idx;
                 for a in e.iter_mut() {
                     let dot = if q8 {
-                        *a * st.scale(keys, rw, d, id, h)
+                        *a * RingStorage::q8_scale(keys, rw, d, id, h)
                     } else {
                         *a
                     };
@@ -485,7 +486,7 @@ impl<'a> WindowAttention<'a> {
                 for (o, &p) in pw.iter_mut().zip(e.iter()) {
                     z += p;
                     *o = if q8 {
-                        p * st.scale(vals, rw, d, id, h)
+                        p * RingStorage::q8_scale(vals, rw, d, id, h)
                     } else {
                         p
                     };
@@ -759,7 +760,7 @@ mod tests {
                     Kernels::scalar().window_sums(&mut acc, &[1.0], rows, stride);
                     let mut got = got[0];
                     if st == RingStorage::Q8 {
-                        let s = st.scale(&entry[..words], words, d, 0, hh);
+                        let s = RingStorage::q8_scale(&entry[..words], words, d, 0, hh);
                         got *= s;
                         acc[i] *= s;
                     }

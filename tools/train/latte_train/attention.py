@@ -39,6 +39,7 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 def rope_angles(pos: torch.Tensor, d_head: int, base: float) -> torch.Tensor:
@@ -131,20 +132,41 @@ class CausalAttention(nn.Module):
             a = a - self.slopes().to(a.dtype)[None, :, None, None] * dist
         return a.masked_fill(~keep, -math.inf)
 
-    def attend(self, x: torch.Tensor, start: int = 0):
+    def attend(self, x: torch.Tensor, start: int = 0, need_lse: bool = True):
         """The heads' outputs before ``Wo`` (B, T, D) and each head's log
         partition function ``logsumexp_s a_ts`` (B, H, T), with the scores
-        written out (O(T^2) memory: for training lengths)."""
+        written out (O(T^2) memory: for training lengths). Without
+        ``need_lse`` the second result is ``None`` and the outputs come from
+        ``scaled_dot_product_attention`` with the bias and the window as an
+        additive mask: the same function, about twice as fast on a CPU."""
         b, t, d = x.shape
-        a = self.scores(x, start)
         v = self._heads(self.wv(x))
+        if not need_lse:
+            q, k = self._qk(x, start)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask(t, x.device, q.dtype))
+            return y.transpose(1, 2).reshape(b, t, d), None
+        a = self.scores(x, start)
         lse = torch.logsumexp(a, dim=-1)
         y = torch.softmax(a, dim=-1) @ v
         return y.transpose(1, 2).reshape(b, t, d), lse
 
+    def mask(self, t: int, device, dtype) -> torch.Tensor:
+        """The additive mask of :meth:`scores` (H or 1, T, T): the distance
+        bias inside ``S(t)``, ``-inf`` outside."""
+        i = torch.arange(t, device=device)
+        dist = (i[:, None] - i[None, :]).to(dtype)
+        keep = dist >= 0
+        if self.window:
+            keep &= dist < self.window
+        if self.pos == "bias":
+            m = -self.slopes().to(dtype)[:, None, None] * dist
+        else:
+            m = torch.zeros(1, t, t, device=device, dtype=dtype)
+        return m.masked_fill(~keep, -math.inf)
+
     def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
         """Parallel form: x (B, T, D) at positions start.. -> (B, T, D)."""
-        y, _ = self.attend(x, start)
+        y, _ = self.attend(x, start, need_lse=False)
         return y if self.wo is None else self.wo(y)
 
     def new_cache(self, batch: int, max_tokens: int = 0, dtype=torch.float32) -> KVCache:

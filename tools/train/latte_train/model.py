@@ -420,8 +420,10 @@ class Block(nn.Module):
         lt = self.latte
         q, k, v = lt._heads(x, lt.wq), lt._heads(x, lt.wk), lt._heads(x, lt.wv)
         y_latte = lt._mix(q, k, v, None)  # (B,T,D), before Wo
-        y_win, lse = self.local.attend(x)  # (B,T,D), (B,H,T)
-        y = self._combine(y_latte, q.transpose(1, 2), y_win, lse.transpose(1, 2))
+        # (B,T,D), (B,H,T); the log partition functions only for "joint".
+        y_win, lse = self.local.attend(x, need_lse=self.cfg.combine == "joint")
+        lse = None if lse is None else lse.transpose(1, 2)
+        y = self._combine(y_latte, q.transpose(1, 2), y_win, lse)
         return lt.wo(y)
 
     def forward(self, h: torch.Tensor, state: Optional[LatteState] = None) -> torch.Tensor:
