@@ -18,8 +18,10 @@
 # (4 MiB: full attention's KV cache fits 520 tokens), into OUT_DIR/m4.csv and
 # OUT_DIR/m4-*.txt (X86=0: only that part). Optional: MAX_CTX (default 65536) and ATT_MAX_CTX (attention's
 # longest context, default MAX_CTX: its curve costs time quadratic in it,
-# about 30 minutes to 65536 on one Zen 3 core), SAMPLES (default 32),
-# LATTE_BIN (a built latte), KERNELS (a kernel path).
+# about 70 minutes to 65536 on one Zen 3 core), SAMPLES (default 32),
+# LATTE_BIN (a built latte), KERNELS (a kernel path), MODELS (the x86 curves to
+# measure, default "latte macchiato attention"; the others are read from
+# OUT_DIR's CSVs of an earlier run, to re-measure one curve).
 set -euo pipefail
 if [ $# -ne 1 ]; then
   echo "usage: $0 OUT_DIR" >&2
@@ -60,8 +62,10 @@ fi
 for m in latte macchiato attention; do
   "$latte" convert "$tmp/$m.safetensors" -o "$tmp/$m.gguf" --dtype q8_0
 done
+models=" ${MODELS:-latte macchiato attention} "
 for m in latte macchiato attention; do
   [ "${X86:-1}" = 1 ] || break
+  case "$models" in *" $m "*) ;; *) continue ;; esac
   ctx=$max
   [ "$m" = attention ] && ctx=$att_max
   echo "== $m: latte bench to $ctx tokens"
