@@ -47,6 +47,29 @@ fn load(path: &str) -> *mut LatteModel {
     m
 }
 
+/// `latte_session_init` of a session on `model` with `state` and `scratch`,
+/// built in `smem`.
+fn session_init(
+    smem: &mut [u64],
+    model: *const LatteModel,
+    state: &mut [f32],
+    scratch: &mut [f32],
+    out: &mut *mut LatteSession,
+) -> LatteStatus {
+    unsafe {
+        latte_session_init(
+            smem.as_mut_ptr() as *mut c_void,
+            smem.len() * 8,
+            model,
+            state.as_mut_ptr(),
+            state.len(),
+            scratch.as_mut_ptr(),
+            scratch.len(),
+            out,
+        )
+    }
+}
+
 /// Aligned memory for an object of `size` bytes.
 fn mem(size: usize) -> Vec<u64> {
     vec![0u64; size.div_ceil(8) + 1]
@@ -87,18 +110,13 @@ fn logits_equal_the_core_and_caller_memory_works() {
     let mut scratch = vec![0f32; sizes.scratch_len];
     let mut smem = mem(latte_session_struct_size());
     let mut session = null_mut();
-    ok(unsafe {
-        latte_session_init(
-            smem.as_mut_ptr() as *mut c_void,
-            smem.len() * 8,
-            model,
-            state.as_mut_ptr(),
-            state.len(),
-            scratch.as_mut_ptr(),
-            scratch.len(),
-            &mut session,
-        )
-    });
+    ok(session_init(
+        &mut smem,
+        model,
+        &mut state,
+        &mut scratch,
+        &mut session,
+    ));
     ok(unsafe { latte_session_feed(session, prompt.as_ptr(), prompt.len(), None, null_mut()) });
     let (mut p, mut n) = (null(), 0usize);
     ok(unsafe { latte_session_logits(session, &mut p, &mut n) });
@@ -346,34 +364,18 @@ fn hostile_inputs_are_errors() {
     let mut smem = mem(latte_session_struct_size());
     let mut s = null_mut();
     err(
-        unsafe {
-            latte_session_init(
-                smem.as_mut_ptr() as *mut c_void,
-                smem.len() * 8,
-                micro,
-                state.as_mut_ptr(),
-                state.len(),
-                scratch.as_mut_ptr(),
-                scratch.len(),
-                &mut s,
-            )
-        },
+        session_init(&mut smem, micro, &mut state, &mut scratch, &mut s),
         BufferTooSmall,
         "state",
     );
     state.push(0.0);
-    ok(unsafe {
-        latte_session_init(
-            smem.as_mut_ptr() as *mut c_void,
-            smem.len() * 8,
-            micro,
-            state.as_mut_ptr(),
-            state.len(),
-            scratch.as_mut_ptr(),
-            scratch.len(),
-            &mut s,
-        )
-    });
+    ok(session_init(
+        &mut smem,
+        micro,
+        &mut state,
+        &mut scratch,
+        &mut s,
+    ));
     // Tokens and settings.
     err(unsafe { latte_session_step(s, 256) }, InvalidToken, "256");
     let none: [u32; 0] = [];
@@ -567,18 +569,7 @@ fn ring_storage_is_set_before_the_first_session() {
     let (mut state, mut scratch) = (vec![0f32; 4], vec![0f32; 4]);
     let mut session = null_mut();
     err(
-        unsafe {
-            latte_session_init(
-                smem.as_mut_ptr() as *mut c_void,
-                smem.len() * 8,
-                model,
-                state.as_mut_ptr(),
-                state.len(),
-                scratch.as_mut_ptr(),
-                scratch.len(),
-                &mut session,
-            )
-        },
+        session_init(&mut smem, model, &mut state, &mut scratch, &mut session),
         BufferTooSmall,
         "state",
     );
