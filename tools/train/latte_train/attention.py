@@ -120,17 +120,9 @@ class CausalAttention(nn.Module):
 
     def scores(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
         """The masked scores ``a_ts`` (B, H, T, T), ``-inf`` outside ``S(t)``."""
-        t = x.shape[1]
         q, k = self._qk(x, start)
-        i = torch.arange(t, device=x.device)
-        dist = (i[:, None] - i[None, :]).to(q.dtype)  # t - s
-        keep = dist >= 0
-        if self.window:
-            keep &= dist < self.window
         a = (q @ k.transpose(-1, -2)) / math.sqrt(self.dh)
-        if self.pos == "bias":
-            a = a - self.slopes().to(a.dtype)[None, :, None, None] * dist
-        return a.masked_fill(~keep, -math.inf)
+        return a + self.mask(x.shape[1], x.device, a.dtype)
 
     def attend(self, x: torch.Tensor, start: int = 0, need_lse: bool = True):
         """The heads' outputs before ``Wo`` (B, T, D) and each head's log
@@ -151,8 +143,9 @@ class CausalAttention(nn.Module):
         return y.transpose(1, 2).reshape(b, t, d), lse
 
     def mask(self, t: int, device, dtype) -> torch.Tensor:
-        """The additive mask of :meth:`scores` (H or 1, T, T): the distance
-        bias inside ``S(t)``, ``-inf`` outside."""
+        """The additive mask of the scores (H or 1, T, T): minus the distance
+        bias ``beta_h (t - s)`` inside ``S(t)`` (0 without ``pos="bias"``),
+        ``-inf`` outside."""
         i = torch.arange(t, device=device)
         dist = (i[:, None] - i[None, :]).to(dtype)
         keep = dist >= 0
