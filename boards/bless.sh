@@ -7,7 +7,8 @@
 # model is the GGUF its build.rs names (sbc-aarch64: the one its main.rs
 # includes); expected/<model file>.txt holds that model's lines. The `greedy:`
 # line is the PyTorch reference's greedy continuation of the greedy prompt, from
-# the golden.json next to that model (float64 recurrence, never this runtime);
+# the golden.json next to that model (float64 recurrence, never this runtime; for
+# a Q8_0 file, the reference with Q8_0 weights and inputs, its `q8_0` entry);
 # the `sampled:` line is what `latte run` prints on this host with the board's
 # sampler settings (seed 42, latte run's defaults). A classifier board's file holds
 # one `class:` line per message in its build.rs's messages folder: the label
@@ -85,9 +86,14 @@ for (model, file), boards in sorted(models.items()):
         continue
     gold = json.loads((model_dir / "golden.json").read_text())
     prompts = [p for p in gold["prompts"] if bytes(p["tokens"]) == greedy_prompt]
-    if not prompts or len(prompts[0]["greedy"]) < n:
-        sys.exit(f"error: {model_dir}/golden.json has no {n}-token greedy continuation of {greedy_prompt!r}")
-    greedy = bytes(prompts[0]["greedy"][:n])
+    # A Q8_0 file prints the reference computing as that file does (golden.py's q8_0 entry).
+    ref = prompts[0].get("q8_0", {}) if prompts and file.endswith("-q8_0.gguf") else (prompts or [{}])[0]
+    if file.endswith("-q4_0.gguf"):
+        sys.exit(f"error: {gguf}: golden.json has no Q4_0 reference; run a board with the f32, f16 or q8_0 file")
+    if len(ref.get("greedy", [])) < n:
+        sys.exit(f"error: {model_dir}/golden.json has no {n}-token greedy continuation of {greedy_prompt!r}"
+                 " for this file type (rerun tools/train/make-model.sh or latte_train.golden)")
+    greedy = bytes(ref["greedy"][:n])
     run = subprocess.run([latte, "run", "-m", str(gguf), "-p", sampled_prompt.decode(), "-n", str(n),
                           "--seed", "42"], capture_output=True, check=True)
     if not run.stdout.startswith(sampled_prompt):

@@ -4,7 +4,15 @@
 
 For each fixed prompt (bytes), writes the logits after every prompt byte and a
 greedy continuation. Both come from the *recurrent* reference form evaluated in
-float64, so they are independent of the runtime under test.
+float64, so they are independent of the runtime under test. `greedy_margins`
+holds, for each greedy byte, how far the chosen logit is above the runner-up.
+
+Each prompt's `q8_0` entry holds the same for the model's Q8_0 file: the
+reference computing with Q8_0 weights and Q8_0-quantized matrix inputs, as
+`crates/latte-gguf/FORMAT.md` defines them (`quantized.py`), still in float64.
+A quantized file is checked against this, not against the float model: where
+the float model's greedy text has a near tie, quantization may take the other
+branch, and this says which one it takes.
 """
 from __future__ import annotations
 
@@ -15,6 +23,7 @@ from pathlib import Path
 import torch
 
 from .export import load_safetensors
+from .quantized import has_q8_0_file, q8_0
 
 PROMPTS = [
     "The ",
@@ -33,15 +42,32 @@ def golden(model, prompt: bytes, n_greedy: int) -> dict:
     for pos, b in enumerate(prompt):
         logits = model.step(torch.tensor([b]), pos, st)[0]
         rows.append([float(v) for v in logits])
-    greedy = []
+    greedy, margins = [], []
     pos = len(prompt)
     for _ in range(n_greedy):
+        top = torch.topk(logits, 2).values
         tok = int(torch.argmax(logits))
         greedy.append(tok)
+        margins.append(round(float(top[0] - top[1]), 6))
         logits = model.step(torch.tensor([tok]), pos, st)[0]
         pos += 1
     return {"text": prompt.decode("utf-8"), "tokens": list(prompt), "logits": rows,
-            "greedy": greedy}
+            "greedy": greedy, "greedy_margins": margins}
+
+
+def golden_prompt(model, prompt: bytes, n_greedy: int) -> dict:
+    """The float64 reference for ``prompt``, with its Q8_0 file's under ``q8_0``
+    (where the model can have one)."""
+    out = golden(model, prompt, n_greedy)
+    if not has_q8_0_file(model):
+        return out
+    with q8_0(model):
+        q = golden(model, prompt, n_greedy)
+    # Rounding flips make the runtime's Q8_0 logits agree with these to ~0.03 only
+    # (quantized.py), so 6 decimals keep every digit that matters.
+    q["logits"] = [[round(v, 6) for v in row] for row in q["logits"]]
+    out["q8_0"] = {k: q[k] for k in ("logits", "greedy", "greedy_margins")}
+    return out
 
 
 def main() -> None:
@@ -53,9 +79,16 @@ def main() -> None:
     model, meta = load_safetensors(args.model)
     out = {"model": args.model.name, "config": json.loads(meta["latte.config"]),
            "form": "recurrent reference, float64",
-           "prompts": [golden(model, p.encode("utf-8"), args.greedy) for p in PROMPTS]}
+           "prompts": [golden_prompt(model, p.encode("utf-8"), args.greedy) for p in PROMPTS]}
     args.out.write_text(json.dumps(out) + "\n")
     print(f"wrote {args.out}: {len(PROMPTS)} prompts")
+    for p in out["prompts"]:
+        for form, g in (("f64", p), ("q8_0", p.get("q8_0"))):
+            if g is None or not g["greedy_margins"]:
+                continue
+            i = min(range(len(g["greedy_margins"])), key=g["greedy_margins"].__getitem__)
+            print(f"  {p['text']!r} {form}: smallest greedy margin {g['greedy_margins'][i]:.4f} "
+                  f"at byte {i}")
 
 
 if __name__ == "__main__":

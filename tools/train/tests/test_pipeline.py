@@ -69,7 +69,9 @@ def test_training_smoke_and_golden(tmp_path):
     g = json.loads(gold.read_text())
     first = g["prompts"][0]
     assert len(first["logits"]) == len(first["tokens"]) and len(first["logits"][0]) == 256
-    assert len(first["greedy"]) == 4
+    assert len(first["greedy"]) == 4 and len(first["greedy_margins"]) == 4
+    assert all(m >= 0 for m in first["greedy_margins"])
+    assert "q8_0" not in first  # D = 16: no Q8_0 file can exist
 
 
 def test_training_refuses_missing_data(tmp_path):
