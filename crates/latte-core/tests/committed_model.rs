@@ -169,11 +169,17 @@ fn decay_q8_0_file_follows_its_q8_0_reference() {
     let gold = golden_in(&dir);
     for p in gold["prompts"].as_array().expect("prompts") {
         let q = &p["q8_0"];
-        assert!(q.is_object(), "golden.json has no q8_0 reference: rerun golden.py");
+        assert!(
+            q.is_object(),
+            "golden.json has no q8_0 reference: rerun golden.py"
+        );
         session.reset();
         let (mut sum, mut n) = (0f64, 0usize);
         let mut last = Vec::new();
-        for (&t, row) in tokens(&p["tokens"]).iter().zip(q["logits"].as_array().expect("logits")) {
+        for (&t, row) in tokens(&p["tokens"])
+            .iter()
+            .zip(q["logits"].as_array().expect("logits"))
+        {
             let got = session.step(t).expect("step");
             for (g, w) in got.iter().zip(row.as_array().expect("row")) {
                 let e = *g as f64 - w.as_f64().expect("number");
@@ -183,7 +189,11 @@ fn decay_q8_0_file_follows_its_q8_0_reference() {
             last = got.to_vec();
         }
         let rms = (sum / n as f64).sqrt();
-        assert!(n > 0 && rms <= 0.05, "{:?}: RMS logit error {rms} against the Q8_0 reference", p["text"]);
+        assert!(
+            n > 0 && rms <= 0.05,
+            "{:?}: RMS logit error {rms} against the Q8_0 reference",
+            p["text"]
+        );
         let greedy = tokens(&q["greedy"]);
         let margins: Vec<f64> = q["greedy_margins"]
             .as_array()

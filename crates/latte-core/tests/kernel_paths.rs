@@ -86,11 +86,14 @@ fn golden_greedy(model: &str, suffix: &str, prompt: &str) -> (Vec<u8>, Vec<f64>)
             .unwrap_or_else(|| panic!("{path}: no {key} for {suffix}: rerun golden.py"))
             .clone()
     };
-    let greedy = list("greedy").iter().map(|t| t.as_u64().unwrap() as u8).collect();
+    let greedy = list("greedy")
+        .iter()
+        .map(|t| t.as_u64().unwrap() as u8)
+        .collect();
     // Goldens written before golden.py recorded margins have none.
-    let margins = p["greedy_margins"]
-        .as_array()
-        .map_or(Vec::new(), |m| m.iter().map(|m| m.as_f64().unwrap()).collect());
+    let margins = p["greedy_margins"].as_array().map_or(Vec::new(), |m| {
+        m.iter().map(|m| m.as_f64().unwrap()).collect()
+    });
     (greedy, margins)
 }
 
