@@ -1,6 +1,7 @@
 //! The committed `models/latte-micro` (and `models/latte-micro-vapor`, `models/latte-micro-decay`) against
 //! golden outputs of the PyTorch reference (its recurrent form in float64, `tools/train/latte_train/golden.py`):
-//! logits after every prompt byte within 1e-4, and the same greedy continuation.
+//! logits after every prompt byte within 1e-4, and the same greedy continuation; and the Q8_0 files of the
+//! default and `latte-macchiato-micro` against the reference computing as a Q8_0 file does.
 
 use latte_core::{Model, Sampler, SamplerConfig, Session};
 use serde_json::Value;
@@ -143,12 +144,12 @@ fn decay_model_matches_reference_logits_and_greedy_text() {
 
 /// A greedy byte whose reference logit leads the runner-up by at least this
 /// much is decisive: the runtime must pick it. Below it, float rounding may
-/// legitimately take the other branch (see the next test).
+/// legitimately take the other branch (`q8_0_files_follow_their_q8_0_reference`).
 const DECISIVE_MARGIN: f64 = 0.2;
 
 #[test]
-fn decay_q8_0_file_follows_its_q8_0_reference() {
-    // The default's Q8_0 file against the reference computing with Q8_0
+fn q8_0_files_follow_their_q8_0_reference() {
+    // The default's Q8_0 file, and Macchiato's, against the reference computing with Q8_0
     // weights and Q8_0-quantized matrix inputs (golden.json's `q8_0` entries,
     // `tools/train/latte_train/quantized.py`, from FORMAT.md alone).
     //
@@ -160,8 +161,14 @@ fn decay_q8_0_file_follows_its_q8_0_reference() {
     // committed prompts (against 0.04-0.12 from the float reference). The
     // stronger check is the greedy one: along the reference's greedy text,
     // every decisive byte is the runtime's argmax too.
-    let dir = format!("{MODELS}/latte-micro-decay");
-    let words = aligned(&format!("{dir}/latte-micro-decay-q8_0.gguf"));
+    for name in ["latte-micro-decay", "latte-macchiato-micro"] {
+        check_q8_0_file(name);
+    }
+}
+
+fn check_q8_0_file(name: &str) {
+    let dir = format!("{MODELS}/{name}");
+    let words = aligned(&format!("{dir}/{name}-q8_0.gguf"));
     let model = Model::from_gguf(bytemuck::cast_slice::<u32, u8>(&words)).expect("loads");
     let mut state = vec![0f32; model.state_len()];
     let mut scratch = vec![0f32; model.scratch_len()];
@@ -171,7 +178,7 @@ fn decay_q8_0_file_follows_its_q8_0_reference() {
         let q = &p["q8_0"];
         assert!(
             q.is_object(),
-            "golden.json has no q8_0 reference: rerun golden.py"
+            "{dir}/golden.json has no q8_0 reference: rerun golden.py"
         );
         session.reset();
         let (mut sum, mut n) = (0f64, 0usize);
@@ -191,7 +198,7 @@ fn decay_q8_0_file_follows_its_q8_0_reference() {
         let rms = (sum / n as f64).sqrt();
         assert!(
             n > 0 && rms <= 0.05,
-            "{:?}: RMS logit error {rms} against the Q8_0 reference",
+            "{name} {:?}: RMS logit error {rms} against the Q8_0 reference",
             p["text"]
         );
         let greedy = tokens(&q["greedy"]);
@@ -211,7 +218,7 @@ fn decay_q8_0_file_follows_its_q8_0_reference() {
                 decisive += 1;
                 assert_eq!(
                     argmax, want,
-                    "{:?}: greedy byte {i} (reference margin {margin})",
+                    "{name} {:?}: greedy byte {i} (reference margin {margin})",
                     p["text"]
                 );
             }
@@ -219,7 +226,7 @@ fn decay_q8_0_file_follows_its_q8_0_reference() {
         }
         assert!(
             decisive >= greedy.len() * 3 / 4,
-            "{:?}: only {decisive} of {} greedy bytes are decisive",
+            "{name} {:?}: only {decisive} of {} greedy bytes are decisive",
             p["text"],
             greedy.len()
         );
