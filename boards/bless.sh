@@ -86,10 +86,12 @@ for (model, file), boards in sorted(models.items()):
         continue
     gold = json.loads((model_dir / "golden.json").read_text())
     prompts = [p for p in gold["prompts"] if bytes(p["tokens"]) == greedy_prompt]
-    # A Q8_0 file prints the reference computing as that file does (golden.py's q8_0 entry).
-    ref = prompts[0].get("q8_0", {}) if prompts and file.endswith("-q8_0.gguf") else (prompts or [{}])[0]
     if file.endswith("-q4_0.gguf"):
         sys.exit(f"error: {gguf}: golden.json has no Q4_0 reference; run a board with the f32, f16 or q8_0 file")
+    # A Q8_0 file prints the reference computing as that file does (golden.py's q8_0 entry).
+    ref = (prompts or [{}])[0]
+    if file.endswith("-q8_0.gguf"):
+        ref = ref.get("q8_0", {})
     if len(ref.get("greedy", [])) < n:
         sys.exit(f"error: {model_dir}/golden.json has no {n}-token greedy continuation of {greedy_prompt!r}"
                  " for this file type (rerun tools/train/make-model.sh or latte_train.golden)")

@@ -80,13 +80,9 @@ fn golden_greedy(model: &str, suffix: &str, prompt: &str) -> (Vec<u8>, Vec<f64>)
         "f32" | "f16" => p,
         _ => panic!("{path} has no reference for {suffix} files"),
     };
-    let list = |key: &str| {
-        p[key]
-            .as_array()
-            .unwrap_or_else(|| panic!("{path}: no {key} for {suffix}: rerun golden.py"))
-            .clone()
-    };
-    let greedy = list("greedy")
+    let greedy = p["greedy"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{path}: no greedy text for {suffix}: rerun golden.py"))
         .iter()
         .map(|t| t.as_u64().unwrap() as u8)
         .collect();
