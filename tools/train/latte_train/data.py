@@ -34,7 +34,8 @@ writes ``train.txt`` and ``val.txt`` (every source), ``train-docs.npy`` (byte
 offset of every training document's start, for stream training), ``test.txt``
 (Gutenberg only, as before), ``test-modern.txt`` (the other sources' test parts)
 and ``test-SOURCE.txt`` for each source, and ``manifest.json`` (sizes, sha256,
-licences, the mix).
+licences, the mix, and the installed version of each Debian package read: a
+Debian update to ``python3.11-doc`` or ``fortunes`` changes the text by a few bytes).
 """
 from __future__ import annotations
 
@@ -72,6 +73,9 @@ LICENCES = {
     "fortunes": "Debian fortunes: BSD licence for the collection; quotes are their authors'",
     "ham": f"npm {SPAM_PACKAGE}: Apache-2.0 (SpamAssassin public corpus)",
 }
+# Sources read from an installed Debian package rather than a pinned npm version:
+# their text follows the package's version, which the manifest records.
+DEBIAN_PACKAGES = {"python-docs": "python3.11-doc", "fortunes": "fortunes"}
 
 
 def normalise(name: str, raw: bytes) -> bytes:
@@ -95,6 +99,16 @@ def hash_split(raw: bytes) -> str:
     1/20 val, 1/20 test. The rule for every source split by document."""
     bucket = hashlib.sha256(raw).digest()[0] % 20
     return "train" if bucket < 18 else ("val" if bucket == 18 else "test")
+
+
+def debian_version(package: str) -> str | None:
+    """The installed version of a Debian package, or None where dpkg cannot say."""
+    try:
+        out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package],
+                             check=True, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
 
 
 def npm_pack(package: str, workdir: Path) -> Path:
@@ -245,6 +259,8 @@ def build(out: Path, sources=SOURCES) -> dict:
     for name in sources:
         manifest["sources"][name] = {
             "licence": LICENCES[name],
+            **({"debian_version": debian_version(DEBIAN_PACKAGES[name])}
+               if name in DEBIAN_PACKAGES else {}),
             **{f"{k}_bytes": sum(map(len, v)) for k, v in split[name].items()},
             **{f"{k}_docs": len(v) for k, v in split[name].items()},
         }
@@ -284,8 +300,10 @@ def main() -> None:
         sys.exit(f"error: unknown source(s) {bad}; choose from {','.join(SOURCES)}")
     manifest = build(args.out, sources)
     for name, info in manifest["sources"].items():
+        version = f" (Debian {DEBIAN_PACKAGES[name]} {info['debian_version']})" \
+            if name in DEBIAN_PACKAGES else ""
         print(f"{name}: train {info['train_bytes']:,} val {info['val_bytes']:,} "
-              f"test {info['test_bytes']:,} bytes")
+              f"test {info['test_bytes']:,} bytes{version}")
     for name, info in manifest["files"].items():
         print(f"{args.out / name}: {info['bytes']} bytes  sha256 {info['sha256']}")
 

@@ -30,6 +30,28 @@ def test_split_is_a_partition_in_order():
     assert abs(len(b) - len(c)) <= 1
 
 
+def test_debian_version_reads_dpkg_and_says_none_where_it_cannot(monkeypatch):
+    from latte_train import data
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        if cmd[-1] == "installed-pkg":
+            return subprocess.CompletedProcess(cmd, 0, stdout="1:2.3-4+deb12u5\n", stderr="")
+        raise subprocess.CalledProcessError(1, cmd)
+
+    monkeypatch.setattr(data.subprocess, "run", fake_run)
+    assert data.debian_version("installed-pkg") == "1:2.3-4+deb12u5"
+    assert data.debian_version("missing-pkg") is None
+    assert calls[0][:2] == ["dpkg-query", "-W"]
+
+    def no_dpkg(cmd, **kw):
+        raise FileNotFoundError(cmd[0])
+
+    monkeypatch.setattr(data.subprocess, "run", no_dpkg)
+    assert data.debian_version("installed-pkg") is None
+
+
 def test_safetensors_round_trip_keeps_config_and_outputs(tmp_path):
     torch.manual_seed(0)
     cfg = LatteConfig(d_model=16, n_layers=2, n_heads=2, n_latents=4, pos_encoding="vapor")
