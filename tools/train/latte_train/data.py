@@ -168,7 +168,7 @@ RST_NOISE = re.compile(rb"^\.\. (index|highlight|sectionauthor|moduleauthor|test
 
 
 def source_python_docs(_workdir: Path) -> Docs:
-    _require_dir(PYDOC_DIR, "python3.11-doc")
+    _require_dir(PYDOC_DIR, DEBIAN_PACKAGES["python-docs"])
     files = sorted(PYDOC_DIR.rglob("*.txt"),
                    key=lambda p: hashlib.sha256(str(p.relative_to(PYDOC_DIR)).encode()).digest())
     docs, total = [], 0
@@ -184,7 +184,7 @@ def source_python_docs(_workdir: Path) -> Docs:
 
 
 def source_fortunes(_workdir: Path) -> Docs:
-    _require_dir(FORTUNES_DIR, "fortunes")
+    _require_dir(FORTUNES_DIR, DEBIAN_PACKAGES["fortunes"])
     docs = []
     for p in sorted(FORTUNES_DIR.iterdir()):
         if p.suffix or p.name in FORTUNE_SKIP or not p.is_file():
