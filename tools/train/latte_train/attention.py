@@ -129,18 +129,45 @@ class CausalAttention(nn.Module):
         partition function ``logsumexp_s a_ts`` (B, H, T), with the scores
         written out (O(T^2) memory: for training lengths). Without
         ``need_lse`` the second result is ``None`` and the outputs come from
-        ``scaled_dot_product_attention`` with the bias and the window as an
-        additive mask: the same function, about twice as fast on a CPU."""
+        ``scaled_dot_product_attention`` with the window as a boolean mask
+        and the bias folded into the queries and keys: the same function,
+        about four times as fast on a CPU as writing the scores out."""
         b, t, d = x.shape
         v = self._heads(self.wv(x))
         if not need_lse:
             q, k = self._qk(x, start)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask(t, x.device, q.dtype))
+            keep = self.keep(t, x.device)
+            if self.pos != "bias":
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+                return y.transpose(1, 2).reshape(b, t, d), None
+            # The bias -beta_h (t - s) is -beta_h t, the same for every key of
+            # query t (softmax drops it), plus beta_h s: a term of the key alone.
+            # It rides in one more dimension of the queries (1) and the keys
+            # (beta_h s / scale, with s counted from the last position so that
+            # it is never positive), which leaves a boolean mask without
+            # gradients: PyTorch then takes its fused CPU kernel instead of
+            # writing out the (B, H, T, T) scores, about twice as fast.
+            scale = 1.0 / math.sqrt(self.dh)
+            s = torch.arange(t, device=x.device, dtype=q.dtype) - (t - 1)
+            kb = (self.slopes().to(q.dtype)[:, None] * s / scale).expand(b, -1, -1)
+            q = torch.cat([q, q.new_ones(b, self.h, t, 1)], dim=-1)
+            k = torch.cat([k, kb[..., None]], dim=-1)
+            v = torch.cat([v, v.new_zeros(b, self.h, t, 1)], dim=-1)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=scale)[..., :self.dh]
             return y.transpose(1, 2).reshape(b, t, d), None
         a = self.scores(x, start)
         lse = torch.logsumexp(a, dim=-1)
         y = torch.softmax(a, dim=-1) @ v
         return y.transpose(1, 2).reshape(b, t, d), lse
+
+    def keep(self, t: int, device) -> torch.Tensor:
+        """``S(t)`` as a boolean mask (T, T): True where query t sees key s."""
+        i = torch.arange(t, device=device)
+        dist = i[:, None] - i[None, :]
+        keep = dist >= 0
+        if self.window:
+            keep &= dist < self.window
+        return keep
 
     def mask(self, t: int, device, dtype) -> torch.Tensor:
         """The additive mask of the scores (H or 1, T, T): minus the distance

@@ -50,6 +50,31 @@ def test_distance_bias_parallel_and_ring_buffer_match_the_definition():
     assert torch.equal(att(x, start=0), att(x, start=10**7))
 
 
+def test_fused_and_written_out_scores_give_the_same_values_and_gradients():
+    # attend() without need_lse folds the distance bias into the queries and
+    # keys; with it, the scores are written out with the bias added. The two
+    # must agree in the outputs and in every gradient, the slopes' included.
+    for window, pos in ((0, "bias"), (5, "bias"), (5, "rope")):
+        torch.manual_seed(11 + window)
+        att = CausalAttention(16, 2, window=window, pos=pos, out=False).double()
+        if pos == "bias":
+            with torch.no_grad():
+                att.slope_log.copy_(torch.log(torch.tensor([0.7, 0.02], dtype=torch.float64)))
+        x = torch.randn(3, 13, 16, dtype=torch.float64)
+        w = torch.randn(3, 13, 16, dtype=torch.float64)
+        got = []
+        for need_lse in (False, True):
+            att.zero_grad()
+            y, _ = att.attend(x, need_lse=need_lse)
+            (y * w).sum().backward()
+            got.append((y.detach(), [p.grad.clone() for p in att.parameters()]))
+        (y0, g0), (y1, g1) = got
+        assert torch.allclose(y0, y1, atol=1e-12, rtol=0), (y0 - y1).abs().max()
+        assert len(g0) == (4 if pos == "bias" else 3)
+        for a, b in zip(g0, g1):
+            assert torch.allclose(a, b, atol=1e-10, rtol=0), (a - b).abs().max()
+
+
 def test_distance_bias_penalises_far_tokens():
     # Identical keys and values except the value: the nearer token must win.
     att = CausalAttention(4, 1, window=0, pos="bias", out=False).double()
