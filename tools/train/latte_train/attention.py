@@ -131,7 +131,7 @@ class CausalAttention(nn.Module):
         ``need_lse`` the second result is ``None`` and the outputs come from
         ``scaled_dot_product_attention`` with the window as a boolean mask
         and the bias folded into the queries and keys: the same function,
-        about four times as fast on a CPU as writing the scores out."""
+        about twice as fast on a CPU as with the bias in an additive mask."""
         b, t, d = x.shape
         v = self._heads(self.wv(x))
         if not need_lse:
@@ -146,7 +146,7 @@ class CausalAttention(nn.Module):
             # (beta_h s / scale, with s counted from the last position so that
             # it is never positive), which leaves a boolean mask without
             # gradients: PyTorch then takes its fused CPU kernel instead of
-            # writing out the (B, H, T, T) scores, about twice as fast.
+            # writing out the (B, H, T, T) scores.
             scale = 1.0 / math.sqrt(self.dh)
             s = torch.arange(t, device=x.device, dtype=q.dtype) - (t - 1)
             kb = (self.slopes().to(q.dtype)[:, None] * s / scale).expand(b, -1, -1)
@@ -173,16 +173,12 @@ class CausalAttention(nn.Module):
         """The additive mask of the scores (H or 1, T, T): minus the distance
         bias ``beta_h (t - s)`` inside ``S(t)`` (0 without ``pos="bias"``),
         ``-inf`` outside."""
-        i = torch.arange(t, device=device)
-        dist = (i[:, None] - i[None, :]).to(dtype)
-        keep = dist >= 0
-        if self.window:
-            keep &= dist < self.window
         if self.pos == "bias":
-            m = -self.slopes().to(dtype)[:, None, None] * dist
+            i = torch.arange(t, device=device, dtype=dtype)
+            m = -self.slopes().to(dtype)[:, None, None] * (i[:, None] - i[None, :])
         else:
             m = torch.zeros(1, t, t, device=device, dtype=dtype)
-        return m.masked_fill(~keep, -math.inf)
+        return m.masked_fill(~self.keep(t, device), -math.inf)
 
     def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
         """Parallel form: x (B, T, D) at positions start.. -> (B, T, D)."""
