@@ -16,6 +16,7 @@ the checkpoint with the best validation score seen at the evaluations.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -355,6 +356,14 @@ def main() -> None:
     if world > 1:
         # Every process's copy, to check that they agree (the smoke test does).
         (args.out / f"params-rank{rank}.json").write_text(json.dumps(param_checksums(raw)) + "\n")
+        # Tear the group down while the interpreter is fully alive: the DDP
+        # wrapper's reducer holds the process group, so drop it (and any cycle
+        # through it) first; otherwise gloo's worker threads can be destroyed
+        # during interpreter shutdown, which aborts the process. The barrier
+        # lets no process close its connections while another still talks.
+        dist.barrier()
+        del model
+        gc.collect()
         dist.destroy_process_group()
         if not lead:
             return
