@@ -155,12 +155,15 @@ fn q8_0_files_follow_their_q8_0_reference() {
     //
     // Quantizing activations is discontinuous: an input within an f32 ulp of
     // a rounding boundary lands in the other step, and the recurrent state
-    // carries that on. A relative 1e-6 perturbation of the reference's own
-    // activations moves its logits by up to ~0.1, so the two agree to that
-    // noise, not to 1e-4: the RMS logit error here is 0.00-0.03 on the
-    // committed prompts (against 0.04-0.12 from the float reference). The
-    // stronger check is the greedy one: along the reference's greedy text,
-    // every decisive byte is the runtime's argmax too.
+    // carries that on. Where no input lands on a boundary, the runtime agrees
+    // with the reference to f32 rounding (RMS about 5e-7); where one does, only
+    // to that flip's noise. Measured on the committed prompts: the reference
+    // with its quantized inputs perturbed by a relative 1e-6 (five seeds) moves
+    // from itself by an RMS of up to 0.065, while the float reference is 0.03
+    // to 0.09 from it on every prompt. So each prompt must agree within 0.1,
+    // and at least one must agree to 1e-4, which no flip-free float run does.
+    // The stronger check is the greedy one: along the reference's greedy
+    // text, every decisive byte is the runtime's argmax too.
     for name in ["latte-micro-decay", "latte-macchiato-micro"] {
         check_q8_0_file(name);
     }
@@ -174,6 +177,7 @@ fn check_q8_0_file(name: &str) {
     let mut scratch = vec![0f32; model.scratch_len()];
     let mut session = Session::new(&model, &mut state, &mut scratch).expect("session");
     let gold = golden_in(&dir);
+    let mut exact = 0;
     for p in gold["prompts"].as_array().expect("prompts") {
         let q = &p["q8_0"];
         assert!(
@@ -197,10 +201,13 @@ fn check_q8_0_file(name: &str) {
         }
         let rms = (sum / n as f64).sqrt();
         assert!(
-            n > 0 && rms <= 0.05,
+            n > 0 && rms <= 0.1,
             "{name} {:?}: RMS logit error {rms} against the Q8_0 reference",
             p["text"]
         );
+        if rms <= 1e-4 {
+            exact += 1;
+        }
         let greedy = tokens(&q["greedy"]);
         let margins: Vec<f64> = q["greedy_margins"]
             .as_array()
@@ -231,4 +238,8 @@ fn check_q8_0_file(name: &str) {
             greedy.len()
         );
     }
+    assert!(
+        exact >= 1,
+        "{name}: no prompt follows the Q8_0 reference to 1e-4 (RMS); is the file computed as Q8_0?"
+    );
 }
