@@ -8,7 +8,8 @@
 # includes); expected/<model file>.txt holds that model's lines. The `greedy:`
 # line is the PyTorch reference's greedy continuation of the greedy prompt, from
 # the golden.json next to that model (float64 recurrence, never this runtime; for
-# a Q8_0 file, the reference with Q8_0 weights and inputs, its `q8_0` entry);
+# a Q8_0 file, the reference with Q8_0 weights and inputs, its `q8_0` entry; for
+# an f16 file, the reference with f16 weights, its `f16` entry, where it has one);
 # the `sampled:` line is what `latte run` prints on this host with the board's
 # sampler settings (seed 42, latte run's defaults). A classifier board's file holds
 # one `class:` line per message in its build.rs's messages folder: the label
@@ -92,6 +93,10 @@ for (model, file), boards in sorted(models.items()):
     ref = (prompts or [{}])[0]
     if file.endswith("-q8_0.gguf"):
         ref = ref.get("q8_0", {})
+    # Likewise an f16 file: the reference with f16 weights (the f16 entry), where
+    # golden.json has one (files made before it existed have the float64 one only).
+    elif file.endswith("-f16.gguf") and "f16" in ref:
+        ref = ref["f16"]
     if len(ref.get("greedy", [])) < n:
         sys.exit(f"error: {model_dir}/golden.json has no {n}-token greedy continuation of {greedy_prompt!r}"
                  " for this file type (rerun tools/train/make-model.sh or latte_train.golden)")

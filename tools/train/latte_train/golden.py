@@ -12,7 +12,8 @@ reference computing with Q8_0 weights and Q8_0-quantized matrix inputs, as
 `crates/latte-gguf/FORMAT.md` defines them (`quantized.py`), still in float64.
 A quantized file is checked against this, not against the float model: where
 the float model's greedy text has a near tie, quantization may take the other
-branch, and this says which one it takes.
+branch, and this says which one it takes. The `f16` entry does the same for the
+f16 file: the reference with its matrices rounded to f16 (`quantized.f16`).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 
 from .export import load_safetensors
-from .quantized import has_q8_0_file, q8_0
+from .quantized import f16, has_q8_0_file, q8_0
 
 PROMPTS = [
     "The ",
@@ -56,9 +57,13 @@ def golden(model, prompt: bytes, n_greedy: int) -> dict:
 
 
 def golden_prompt(model, prompt: bytes, n_greedy: int) -> dict:
-    """The float64 reference for ``prompt``, with its Q8_0 file's under ``q8_0``
-    (where the model can have one)."""
+    """The float64 reference for ``prompt``, with its f16 file's under ``f16`` and
+    its Q8_0 file's under ``q8_0`` (where the model can have one)."""
     out = golden(model, prompt, n_greedy)
+    with f16(model):
+        h = golden(model, prompt, n_greedy)
+    h["logits"] = [[round(v, 6) for v in row] for row in h["logits"]]
+    out["f16"] = {k: h[k] for k in ("logits", "greedy", "greedy_margins")}
     if not has_q8_0_file(model):
         return out
     with q8_0(model):
@@ -83,7 +88,7 @@ def main() -> None:
     args.out.write_text(json.dumps(out) + "\n")
     print(f"wrote {args.out}: {len(PROMPTS)} prompts")
     for p in out["prompts"]:
-        for form, g in (("f64", p), ("q8_0", p.get("q8_0"))):
+        for form, g in (("f64", p), ("f16", p.get("f16")), ("q8_0", p.get("q8_0"))):
             if g is None or not g["greedy_margins"]:
                 continue
             i = min(range(len(g["greedy_margins"])), key=g["greedy_margins"].__getitem__)

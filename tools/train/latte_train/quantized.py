@@ -105,3 +105,27 @@ def q8_0(model: nn.Module) -> Iterator[nn.Module]:
                 del mod.forward
             else:
                 mod.forward = old
+
+
+@contextlib.contextmanager
+def f16(model: nn.Module) -> Iterator[nn.Module]:
+    """Makes ``model`` compute as its f16 file does while the context is open.
+
+    `latte convert --dtype f16` stores the same tensors in f16 that a Q8_0 file
+    stores in Q8_0 (every `nn.Linear` and `nn.Embedding` weight, rounded from f32
+    to the nearest f16); norms, biases and decay rates stay f32. The runtime widens
+    the f16 weights and multiplies them with its f32 inputs, so this reference
+    rounds those weights the same way and keeps everything else the model's own
+    (float64 in the goldens): it differs from the runtime by float rounding only.
+    """
+    saved = []
+    try:
+        for mod in model.modules():
+            if isinstance(mod, (nn.Linear, nn.Embedding)):
+                w = mod.weight.detach().to(torch.float32).to(torch.float16).to(mod.weight.dtype)
+                saved.append((mod, mod.weight.data))
+                mod.weight.data = w
+        yield model
+    finally:
+        for mod, old in reversed(saved):
+            mod.weight.data = old

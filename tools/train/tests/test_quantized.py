@@ -1,10 +1,10 @@
-"""The Q8_0 reference (quantized.py) against values worked out by hand from the
+"""The Q8_0 and f16 references (quantized.py) against values worked out by hand from the
 definition in crates/latte-gguf/FORMAT.md and ggml's reference quantizer."""
 import numpy as np
 import torch
 from torch import nn
 
-from latte_train.quantized import dequantize_q8_0, q8_0, quantize_q8_0
+from latte_train.quantized import dequantize_q8_0, f16, q8_0, quantize_q8_0
 
 
 def test_scale_is_amax_over_127_rounded_to_f16():
@@ -85,3 +85,23 @@ def test_embedding_rows_are_dequantized_inside_the_context_only():
     d, qs = quantize_q8_0(before)
     assert torch.equal(inside, dequantize_q8_0(d, qs))
     assert not torch.equal(inside, before)
+
+
+def test_f16_rounds_matrices_and_embeddings_to_nearest_f16_inside_the_context_only():
+    # f16 has 10 fraction bits: next to 1.0 its steps are 2^-10.
+    step = 2.0 ** -10
+    lin = nn.Linear(2, 1).double()
+    emb = nn.Embedding(1, 2).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0 + 0.75 * step, 1.0 + 0.25 * step]], dtype=torch.float64))
+        lin.bias.fill_(1.0 + 0.25 * step)  # biases stay f32 in an f16 file
+        emb.weight.copy_(torch.tensor([[-(1.0 + 0.75 * step), 3.0]], dtype=torch.float64))
+        w0, b0, e0 = lin.weight.clone(), lin.bias.clone(), emb.weight.clone()
+        model = nn.ModuleList([lin, emb])
+        with f16(model):
+            assert lin.weight.tolist() == [[1.0 + step, 1.0]]
+            assert lin.bias.tolist() == [1.0 + 0.25 * step]
+            assert emb.weight.tolist() == [[-(1.0 + step), 3.0]]
+            y = lin(torch.ones(1, 2, dtype=torch.float64))
+            assert y.tolist() == [[2.0 + step + 1.0 + 0.25 * step]]
+        assert torch.equal(lin.weight, w0) and torch.equal(lin.bias, b0) and torch.equal(emb.weight, e0)
