@@ -56,22 +56,24 @@ def golden(model, prompt: bytes, n_greedy: int) -> dict:
             "greedy": greedy, "greedy_margins": margins}
 
 
+def golden_in(form, model, prompt: bytes, n_greedy: int) -> dict:
+    """The reference for ``prompt`` computing as a stored file does (``form``: a
+    context from quantized.py). Such a file agrees with it to float rounding only
+    (the runtime's Q8_0 logits to ~0.03, quantized.py), so 6 decimals keep every
+    digit that matters."""
+    with form(model):
+        g = golden(model, prompt, n_greedy)
+    g["logits"] = [[round(v, 6) for v in row] for row in g["logits"]]
+    return {k: g[k] for k in ("logits", "greedy", "greedy_margins")}
+
+
 def golden_prompt(model, prompt: bytes, n_greedy: int) -> dict:
     """The float64 reference for ``prompt``, with its f16 file's under ``f16`` and
     its Q8_0 file's under ``q8_0`` (where the model can have one)."""
     out = golden(model, prompt, n_greedy)
-    with f16(model):
-        h = golden(model, prompt, n_greedy)
-    h["logits"] = [[round(v, 6) for v in row] for row in h["logits"]]
-    out["f16"] = {k: h[k] for k in ("logits", "greedy", "greedy_margins")}
-    if not has_q8_0_file(model):
-        return out
-    with q8_0(model):
-        q = golden(model, prompt, n_greedy)
-    # Rounding flips make the runtime's Q8_0 logits agree with these to ~0.03 only
-    # (quantized.py), so 6 decimals keep every digit that matters.
-    q["logits"] = [[round(v, 6) for v in row] for row in q["logits"]]
-    out["q8_0"] = {k: q[k] for k in ("logits", "greedy", "greedy_margins")}
+    out["f16"] = golden_in(f16, model, prompt, n_greedy)
+    if has_q8_0_file(model):
+        out["q8_0"] = golden_in(q8_0, model, prompt, n_greedy)
     return out
 
 
