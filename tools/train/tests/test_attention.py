@@ -178,3 +178,42 @@ def test_attention_model_parallel_and_recurrent_agree():
         st = model.new_state(1, torch.float64)
         rec = torch.stack([model.step(toks[:, i], i, st)[0] for i in range(10)])
         assert torch.allclose(par, rec, atol=1e-9, rtol=0), (window, (par - rec).abs().max())
+
+
+def test_mixed_precision_keeps_scores_and_bias_in_float32():
+    # Under bf16 autocast only the projections may round: the distance bias folded
+    # into the keys reaches beta_h T sqrt(Dh) (about 360 here), where bfloat16's
+    # spacing is 2, so a bias rounded to bf16 moves the outputs by ~0.1; the
+    # projections alone move them by ~0.006.
+    torch.manual_seed(3)
+    att = CausalAttention(128, 4, window=128, pos="bias", out=False)
+    x = torch.randn(2, 256, 128)
+    for need_lse in (False, True):
+        want, _ = att.attend(x, need_lse=need_lse)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got, lse = att.attend(x, need_lse=need_lse)
+        assert got.dtype == torch.float32
+        err = (got - want).abs().max().item()
+        assert err < 0.02, (need_lse, err)
+
+
+def test_mixed_precision_keeps_macchiato_latte_mixing_in_float32():
+    from latte_train.model import LatteConfig, LatteLM, LatteMix
+
+    cfg = LatteConfig(d_model=32, n_heads=2, n_latents=8, n_layers=1, mixer="macchiato", window=4,
+                      pos_encoding="none")
+    model = LatteLM(cfg)
+    seen = []
+    mix = LatteMix._mix
+
+    def spy(self, q, k, v, state=None):
+        seen.append((q.dtype, k.dtype, v.dtype))
+        return mix(self, q, k, v, state)
+
+    LatteMix._mix = spy
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(torch.randint(0, 256, (1, 9)))
+    finally:
+        LatteMix._mix = mix
+    assert seen == [(torch.float32,) * 3]
