@@ -35,6 +35,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .attention import in_float32
+
 
 EXP_RANGE = 80.0
 
@@ -229,10 +231,7 @@ class LatteMix(nn.Module):
         """``_mix`` of projected heads; under mixed precision the projections ran
         in bf16/f16, and the mixing (exponentials, cumulative normaliser, T x T
         products) still runs in float32."""
-        if torch.is_autocast_enabled(q.device.type):
-            with torch.autocast(q.device.type, enabled=False):
-                return self._mix(q.float(), k.float(), v.float(), state)
-        return self._mix(q, k, v, state)
+        return in_float32(self._mix, q, k, v, state=state)
 
     def _mix(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
              state: Optional[LatteState] = None) -> torch.Tensor:
